@@ -1,0 +1,81 @@
+package scim
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/entrasync/entrasync/scim/filter"
+	"github.com/entrasync/entrasync/scim/schema"
+	"github.com/entrasync/entrasync/store"
+)
+
+// apiError is an answer that is not a success: RFC 7644 §3.12.
+type apiError struct {
+	Status   int
+	ScimType string
+	Detail   string
+}
+
+func (e *apiError) Error() string { return e.Detail }
+
+func errorf(status int, scimType, detail string) *apiError {
+	return &apiError{Status: status, ScimType: scimType, Detail: detail}
+}
+
+// errorBody is the SCIM Error message; status is a string, as RFC 7644 §3.12 has it.
+type errorBody struct {
+	Schemas  []string `json:"schemas"`
+	Status   string   `json:"status"`
+	ScimType string   `json:"scimType,omitempty"`
+	Detail   string   `json:"detail,omitempty"`
+}
+
+// asAPIError maps any error to the answer a client sees. Errors that are
+// not the client's are "Internal error", with the cause left to the log.
+func asAPIError(err error) (e *apiError, internal bool) {
+	var ae *apiError
+	var se *schema.Error
+	var fe *filter.Error
+	var de *store.Error
+	switch {
+	case errors.As(err, &ae):
+		return ae, false
+	case errors.As(err, &se):
+		return errorf(http.StatusBadRequest, se.ScimType, se.Detail), false
+	case errors.As(err, &fe):
+		return errorf(http.StatusBadRequest, "invalidFilter", fe.Error()), false
+	case errors.As(err, &de):
+		switch de.Code {
+		case store.NotFound:
+			return errorf(http.StatusNotFound, "", de.Message), false
+		case store.Conflict:
+			return errorf(http.StatusConflict, "uniqueness", de.Message), false
+		case store.Precondition:
+			return errorf(http.StatusPreconditionFailed, "", de.Message), false
+		case store.Invalid:
+			return errorf(http.StatusBadRequest, "invalidValue", de.Message), false
+		}
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return errorf(http.StatusRequestEntityTooLarge, "", "the request body is larger than "+strconv.FormatInt(tooBig.Limit, 10)+" bytes"), false
+	}
+	return errorf(http.StatusInternalServerError, "", "Internal error"), true
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e, internal := asAPIError(err)
+	if internal {
+		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="entrasync"`)
+	}
+	writeJSON(w, e.Status, errorBody{
+		Schemas:  []string{schema.ErrorURN},
+		Status:   strconv.Itoa(e.Status),
+		ScimType: e.ScimType,
+		Detail:   e.Detail,
+	})
+}

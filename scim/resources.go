@@ -1,0 +1,449 @@
+package scim
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/entrasync/entrasync/scim/filter"
+	"github.com/entrasync/entrasync/scim/patch"
+	"github.com/entrasync/entrasync/scim/schema"
+	"github.com/entrasync/entrasync/store"
+	"github.com/entrasync/entrasync/sync"
+)
+
+const (
+	defaultCount = 100
+	maxCount     = 1000 // advertised as filter.maxResults
+	// patchAttempts bounds the read-patch-write retries when concurrent
+	// requests change the same resource.
+	patchAttempts = 5
+)
+
+func (s *Server) resource(w http.ResponseWriter, r *http.Request, ep *endpoint, id string) {
+	var err error
+	switch {
+	case id == "" && r.Method == http.MethodGet:
+		err = s.list(w, r, ep, r.URL.Query())
+	case id == "" && r.Method == http.MethodPost:
+		err = s.create(w, r, ep)
+	case id == ".search" && r.Method == http.MethodPost:
+		err = s.search(w, r, ep)
+	case id != "" && id != ".search" && r.Method == http.MethodGet:
+		err = s.getOne(w, r, ep, id)
+	case id != "" && id != ".search" && r.Method == http.MethodPut:
+		err = s.replace(w, r, ep, id)
+	case id != "" && id != ".search" && r.Method == http.MethodPatch:
+		err = s.patch(w, r, ep, id)
+	case id != "" && id != ".search" && r.Method == http.MethodDelete:
+		err = s.delete(w, r, ep, id)
+	default:
+		allow := "GET, PUT, PATCH, DELETE"
+		switch id {
+		case "":
+			allow = "GET, POST"
+		case ".search":
+			allow = "POST"
+		}
+		w.Header().Set("Allow", allow)
+		err = errorf(http.StatusMethodNotAllowed, "", r.Method+" is not allowed here")
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+	}
+}
+
+// readResource reads and normalises a POST or PUT body. For a group it
+// also returns the member ids named, and whether members were given.
+func (s *Server) readResource(w http.ResponseWriter, r *http.Request, ep *endpoint) (map[string]any, []string, bool, error) {
+	var in map[string]any
+	if err := s.readJSON(w, r, &in); err != nil {
+		return nil, nil, false, err
+	}
+	if in == nil {
+		return nil, nil, false, errorf(http.StatusBadRequest, "invalidSyntax", "the body must be a JSON object")
+	}
+	doc, err := ep.rt.Normalize(in)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if ep.kind != store.GroupKind {
+		return doc, nil, false, nil
+	}
+	raw, given := doc["members"]
+	delete(doc, "members")
+	list, _ := raw.([]any)
+	var ids []string
+	for _, m := range list {
+		el, _ := m.(map[string]any)
+		if v, ok := el["value"].(string); ok && v != "" {
+			ids = append(ids, v)
+		} else {
+			return nil, nil, false, errorf(http.StatusBadRequest, "invalidValue", "each member needs a \"value\" with the member's id")
+		}
+	}
+	if given && ids == nil {
+		ids = []string{}
+	}
+	return doc, ids, given || hasKeyFold(in, "members"), nil
+}
+
+func hasKeyFold(m map[string]any, key string) bool {
+	for k := range m {
+		if strings.EqualFold(k, key) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request, ep *endpoint) error {
+	doc, members, _, err := s.readResource(w, r, ep)
+	if err != nil {
+		return err
+	}
+	res := &store.Resource{Kind: ep.kind, ID: store.NewID(), Doc: doc}
+	cs := sync.ChangeSet{{Op: sync.Create, Resource: res}}
+	if len(members) > 0 {
+		cs = append(cs, sync.Change{Op: sync.AddMembers, ID: res.ID, Members: members})
+	}
+	t := tenantOf(r.Context())
+	if _, err := sync.Apply(r.Context(), s.db, t.ID, cs); err != nil {
+		return err
+	}
+	w.Header().Set("Location", s.location(ep, res.ID))
+	return s.respond(w, r, ep, *res, http.StatusCreated, projection{})
+}
+
+// respond renders res with its related memberships, as the projection asks.
+func (s *Server) respond(w http.ResponseWriter, r *http.Request, ep *endpoint, res store.Resource, status int, p projection) error {
+	related, err := s.related(r, ep, []store.Resource{res}, p)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", etag(res.Version))
+	writeJSON(w, status, p.apply(s.render(ep, res, related[res.ID])))
+	return nil
+}
+
+// related loads the groups of users or the members of groups, unless the
+// projection leaves them out.
+func (s *Server) related(r *http.Request, ep *endpoint, list []store.Resource, p projection) (map[string][]any, error) {
+	out := map[string][]any{}
+	if len(list) == 0 || !p.wants(ep.related) {
+		return out, nil
+	}
+	t := tenantOf(r.Context())
+	if ep.kind == store.UserKind {
+		ids := make([]string, len(list))
+		for i, res := range list {
+			ids[i] = res.ID
+		}
+		groups, err := s.db.GroupsOf(r.Context(), t.ID, ids)
+		if err != nil {
+			return nil, err
+		}
+		for id, g := range groups {
+			out[id] = s.groupValues(g)
+		}
+		return out, nil
+	}
+	for _, res := range list {
+		members, err := s.db.Members(r.Context(), t.ID, res.ID)
+		if err != nil {
+			return nil, err
+		}
+		out[res.ID] = s.memberValues(members)
+	}
+	return out, nil
+}
+
+func (s *Server) getOne(w http.ResponseWriter, r *http.Request, ep *endpoint, id string) error {
+	q := r.URL.Query()
+	p, err := parseProjection(ep.rt, q.Get("attributes"), q.Get("excludedAttributes"))
+	if err != nil {
+		return err
+	}
+	res, err := s.db.Get(r.Context(), tenantOf(r.Context()).ID, ep.kind, id)
+	if err != nil {
+		return err
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == etag(res.Version) {
+		w.Header().Set("ETag", inm)
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	return s.respond(w, r, ep, res, http.StatusOK, p)
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, ep *endpoint, q map[string][]string) error {
+	get := func(k string) string {
+		for key, v := range q { // parameter names are case-insensitive in practice
+			if strings.EqualFold(key, k) && len(v) > 0 {
+				return v[0]
+			}
+		}
+		return ""
+	}
+	return s.runList(w, r, ep, get("filter"), get("startIndex"), get("count"), get("attributes"), get("excludedAttributes"))
+}
+
+// search is POST /.search (RFC 7644 §3.4.3): the list parameters in a body.
+func (s *Server) search(w http.ResponseWriter, r *http.Request, ep *endpoint) error {
+	var body map[string]any
+	if err := s.readJSON(w, r, &body); err != nil {
+		return err
+	}
+	str := func(k string) (string, error) {
+		for key, v := range body {
+			if !strings.EqualFold(key, k) {
+				continue
+			}
+			switch x := v.(type) {
+			case string:
+				return x, nil
+			case json.Number:
+				return x.String(), nil
+			case []any:
+				parts := make([]string, 0, len(x))
+				for _, p := range x {
+					ps, ok := p.(string)
+					if !ok {
+						return "", errorf(http.StatusBadRequest, "invalidValue", k+" must list attribute names")
+					}
+					parts = append(parts, ps)
+				}
+				return strings.Join(parts, ","), nil
+			case nil:
+				return "", nil
+			}
+			return "", errorf(http.StatusBadRequest, "invalidValue", k+" has the wrong type")
+		}
+		return "", nil
+	}
+	var vals [5]string
+	for i, k := range []string{"filter", "startIndex", "count", "attributes", "excludedAttributes"} {
+		v, err := str(k)
+		if err != nil {
+			return err
+		}
+		vals[i] = v
+	}
+	return s.runList(w, r, ep, vals[0], vals[1], vals[2], vals[3], vals[4])
+}
+
+func (s *Server) runList(w http.ResponseWriter, r *http.Request, ep *endpoint, filterText, startText, countText, attributes, excluded string) error {
+	start, err := intParam("startIndex", startText, 1)
+	if err != nil {
+		return err
+	}
+	count, err := intParam("count", countText, defaultCount)
+	if err != nil {
+		return err
+	}
+	start = max(start, 1)
+	count = min(max(count, 0), maxCount)
+	p, err := parseProjection(ep.rt, attributes, excluded)
+	if err != nil {
+		return err
+	}
+	q := store.Query{StartIndex: start, Count: count}
+	if strings.TrimSpace(filterText) != "" {
+		expr, err := filter.Parse(filterText)
+		if err != nil {
+			return err
+		}
+		if q.Filter, q.CaseExact, err = ep.rt.CanonicalFilter(expr); err != nil {
+			return err
+		}
+	}
+	page, err := s.db.List(r.Context(), tenantOf(r.Context()).ID, ep.kind, q)
+	if err != nil {
+		return err
+	}
+	related, err := s.related(r, ep, page.Resources, p)
+	if err != nil {
+		return err
+	}
+	resources := make([]any, len(page.Resources))
+	for i, res := range page.Resources {
+		resources[i] = p.apply(s.render(ep, res, related[res.ID]))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"schemas":      []string{schema.ListResponseURN},
+		"totalResults": page.Total,
+		"startIndex":   start,
+		"itemsPerPage": len(resources),
+		"Resources":    resources,
+	})
+	return nil
+}
+
+func intParam(name, text string, dflt int) (int, error) {
+	if strings.TrimSpace(text) == "" {
+		return dflt, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(text))
+	if err != nil {
+		return 0, errorf(http.StatusBadRequest, "invalidValue", name+" must be an integer, not "+strconv.Quote(text))
+	}
+	return n, nil
+}
+
+// ifMatch checks an If-Match header against the stored version.
+func ifMatch(r *http.Request, res store.Resource) error {
+	h := strings.TrimSpace(r.Header.Get("If-Match"))
+	if h == "" || h == "*" {
+		return nil
+	}
+	for _, tag := range strings.Split(h, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == etag(res.Version) || "W/"+tag == etag(res.Version) {
+			return nil
+		}
+	}
+	return errorf(http.StatusPreconditionFailed, "", "the resource has changed: its version is now "+etag(res.Version))
+}
+
+func (s *Server) replace(w http.ResponseWriter, r *http.Request, ep *endpoint, id string) error {
+	doc, members, membersGiven, err := s.readResource(w, r, ep)
+	if err != nil {
+		return err
+	}
+	t := tenantOf(r.Context())
+	cur, err := s.db.Get(r.Context(), t.ID, ep.kind, id)
+	if err != nil {
+		return err
+	}
+	if err := ifMatch(r, cur); err != nil {
+		return err
+	}
+	res := &store.Resource{Kind: ep.kind, ID: id, EntraID: cur.EntraID, Doc: doc}
+	cs := sync.ChangeSet{{Op: sync.Update, Resource: res, IfVersion: cur.Version}}
+	// Members left out of a PUT are kept: a client that omits them must not
+	// empty a group by accident (RFC 7644 §3.5.1 leaves this to us).
+	if membersGiven {
+		cs = append(cs, sync.Change{Op: sync.SetMembers, ID: id, Members: members})
+	}
+	if _, err := sync.Apply(r.Context(), s.db, t.ID, cs); err != nil {
+		return err
+	}
+	return s.reread(w, r, ep, id)
+}
+
+// reread answers with the stored resource after a write that may have
+// changed more than the document (memberships bump a group's version).
+func (s *Server) reread(w http.ResponseWriter, r *http.Request, ep *endpoint, id string) error {
+	res, err := s.db.Get(r.Context(), tenantOf(r.Context()).ID, ep.kind, id)
+	if err != nil {
+		return err
+	}
+	return s.respond(w, r, ep, res, http.StatusOK, projection{})
+}
+
+func (s *Server) readPatch(w http.ResponseWriter, r *http.Request) ([]patch.Operation, error) {
+	var body map[string]any
+	if err := s.readJSON(w, r, &body); err != nil {
+		return nil, err
+	}
+	var raw any
+	found := false
+	for k, v := range body {
+		if strings.EqualFold(k, "Operations") {
+			raw, found = v, true
+		}
+	}
+	list, ok := raw.([]any)
+	if !found || !ok {
+		return nil, errorf(http.StatusBadRequest, "invalidSyntax", "a PatchOp needs an \"Operations\" array")
+	}
+	ops := make([]patch.Operation, 0, len(list))
+	for i, item := range list {
+		m, ok := item.(map[string]any)
+		if !ok {
+			return nil, errorf(http.StatusBadRequest, "invalidSyntax", "operation "+strconv.Itoa(i+1)+" is not an object")
+		}
+		var op patch.Operation
+		for k, v := range m {
+			switch strings.ToLower(k) {
+			case "op":
+				op.Op, ok = v.(string)
+				if !ok {
+					return nil, errorf(http.StatusBadRequest, "invalidSyntax", "operation "+strconv.Itoa(i+1)+": op must be a string")
+				}
+			case "path":
+				if v != nil {
+					if op.Path, ok = v.(string); !ok {
+						return nil, errorf(http.StatusBadRequest, "invalidPath", "operation "+strconv.Itoa(i+1)+": path must be a string")
+					}
+				}
+			case "value":
+				op.Value = v
+			}
+		}
+		ops = append(ops, op)
+	}
+	return ops, nil
+}
+
+func (s *Server) patch(w http.ResponseWriter, r *http.Request, ep *endpoint, id string) error {
+	ops, err := s.readPatch(w, r)
+	if err != nil {
+		return err
+	}
+	t := tenantOf(r.Context())
+	for attempt := 1; ; attempt++ {
+		cur, err := s.db.Get(r.Context(), t.ID, ep.kind, id)
+		if err != nil {
+			return err
+		}
+		if err := ifMatch(r, cur); err != nil {
+			return err
+		}
+		doc, memberOps, err := patch.Apply(ep.rt, cur.Doc, ops)
+		if err != nil {
+			return err
+		}
+		res := &store.Resource{Kind: ep.kind, ID: id, EntraID: cur.EntraID, Doc: doc}
+		cs := sync.ChangeSet{{Op: sync.Update, Resource: res, IfVersion: cur.Version}}
+		for _, m := range memberOps {
+			op := map[string]sync.Op{"add": sync.AddMembers, "remove": sync.RemoveMembers, "set": sync.SetMembers}[m.Kind]
+			cs = append(cs, sync.Change{Op: op, ID: id, Members: m.IDs})
+		}
+		_, err = sync.Apply(r.Context(), s.db, t.ID, cs)
+		// A concurrent write moved the version between our read and write:
+		// patch the newer state, unless the client pinned a version itself.
+		if store.ErrorCode(err) == store.Precondition && attempt < patchAttempts && r.Header.Get("If-Match") == "" {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if ep.kind == store.GroupKind {
+			// Returning every member of a large group is what Entra asks us
+			// not to do: 204, as RFC 7644 §3.5.2 allows.
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+		return s.reread(w, r, ep, id)
+	}
+}
+
+func (s *Server) delete(w http.ResponseWriter, r *http.Request, ep *endpoint, id string) error {
+	t := tenantOf(r.Context())
+	if r.Header.Get("If-Match") != "" {
+		cur, err := s.db.Get(r.Context(), t.ID, ep.kind, id)
+		if err != nil {
+			return err
+		}
+		if err := ifMatch(r, cur); err != nil {
+			return err
+		}
+	}
+	if _, err := sync.Apply(r.Context(), s.db, t.ID, sync.ChangeSet{{Op: sync.Delete, Kind: ep.kind, ID: id}}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

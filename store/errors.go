@@ -1,0 +1,51 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Code classifies an error so each edge (SCIM, CLI, ops API) can map it once.
+type Code string
+
+const (
+	NotFound     Code = "not_found"    // no such object in this tenant
+	Conflict     Code = "conflict"     // a uniqueness rule would break
+	Precondition Code = "precondition" // the object changed since it was read
+	Invalid      Code = "invalid"      // the input cannot be stored as given
+	Internal     Code = "internal"
+)
+
+// Error is an error whose message is safe to show to the caller.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf makes an *Error.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of an *Error in err's chain, or Internal.
+func ErrorCode(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return Internal
+}
+
+// isUniqueViolation recognises a unique-constraint failure from either driver
+// without importing driver-specific error types.
+func isUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "UNIQUE constraint failed") || // SQLite
+		strings.Contains(s, "SQLSTATE 23505") || strings.Contains(s, "duplicate key value") // PostgreSQL
+}

@@ -1,0 +1,98 @@
+package store
+
+import (
+	"encoding/json"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// attrRow is one leaf value of a document in the attribute index.
+type attrRow struct {
+	path  string // lower-cased: "emails.value", "urn:...:user:employeenumber"
+	idx   int    // element number within a multi-valued attribute, else 0
+	value string
+}
+
+// columnAttrs are kept in their own columns, so the index skips them.
+var columnAttrs = map[string]bool{"username": true, "externalid": true, "displayname": true, "active": true}
+
+// maxIndexedValue bounds what one index row holds: longer values are still
+// stored in the document but cannot be filtered on.
+const maxIndexedValue = 1024
+
+// indexRows flattens a document into attribute index rows.
+func indexRows(doc map[string]any) []attrRow {
+	var rows []attrRow
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // deterministic rows make tests and diffs stable
+	for _, k := range keys {
+		lk := strings.ToLower(k)
+		if columnAttrs[lk] {
+			continue
+		}
+		if strings.HasPrefix(lk, "urn:") {
+			if ext, ok := doc[k].(map[string]any); ok {
+				for ek, ev := range ext {
+					rows = flatten(rows, lk+":"+strings.ToLower(ek), 0, ev)
+				}
+			}
+			continue
+		}
+		rows = flatten(rows, lk, 0, doc[k])
+	}
+	return rows
+}
+
+func flatten(rows []attrRow, path string, idx int, v any) []attrRow {
+	switch v := v.(type) {
+	case nil:
+	case string:
+		if len(v) <= maxIndexedValue {
+			rows = append(rows, attrRow{path, idx, v})
+		}
+	case bool:
+		rows = append(rows, attrRow{path, idx, strconv.FormatBool(v)})
+	case json.Number:
+		rows = append(rows, attrRow{path, idx, v.String()})
+	case float64:
+		rows = append(rows, attrRow{path, idx, strconv.FormatFloat(v, 'f', -1, 64)})
+	case map[string]any:
+		for k, sub := range v {
+			rows = flatten(rows, path+"."+strings.ToLower(k), idx, sub)
+		}
+	case []any:
+		for i, el := range v {
+			rows = flatten(rows, path, i, el)
+		}
+	}
+	return rows
+}
+
+// index writes the attribute index rows of r, in multi-row statements.
+func (tx *Tx) index(tenant int64, r *Resource) error {
+	rows := indexRows(r.Doc)
+	tag := r.Kind.info().tag
+	const perStatement = 100
+	for len(rows) > 0 {
+		n := min(len(rows), perStatement)
+		var sb strings.Builder
+		sb.WriteString(`INSERT INTO attrs (tenant_id, resource, resource_id, path, idx, value, value_fold) VALUES `)
+		args := make([]any, 0, n*7)
+		for i, a := range rows[:n] {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, tenant, tag, r.ID, a.path, a.idx, a.value, fold(a.value))
+		}
+		if _, err := tx.exec(sb.String(), args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}

@@ -1,0 +1,312 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Kind is the type of a stored resource.
+type Kind string
+
+const (
+	UserKind  Kind = "User"
+	GroupKind Kind = "Group"
+)
+
+// Resource is a stored user or group. Doc holds its SCIM attributes under
+// their canonical names, without id, meta, schemas and without group
+// members (those live in the memberships table).
+type Resource struct {
+	Kind         Kind
+	ID           string
+	EntraID      string // Microsoft Entra object id, when known
+	Version      int64
+	Created      time.Time
+	LastModified time.Time
+	Doc          map[string]any
+}
+
+// Str returns the string attribute name of the document, or "".
+func (r *Resource) Str(name string) string {
+	s, _ := r.Doc[name].(string)
+	return s
+}
+
+// Active reports the user's active flag; a user without one is active.
+func (r *Resource) Active() bool {
+	b, ok := r.Doc["active"].(bool)
+	return !ok || b
+}
+
+// kindInfo is where the two kinds differ: table, index tag and the lookup
+// columns derived from the document.
+type kindInfo struct {
+	table   string
+	tag     string // attrs.resource
+	columns func(doc map[string]any) (names []string, values []any)
+}
+
+var kinds = map[Kind]kindInfo{
+	UserKind: {table: "users", tag: "U", columns: func(doc map[string]any) ([]string, []any) {
+		userName, _ := doc["userName"].(string)
+		display, _ := doc["displayName"].(string)
+		active, ok := doc["active"].(bool)
+		if !ok {
+			active = true
+		}
+		return []string{"user_name", "user_name_fold", "external_id", "display_name", "display_fold", "active"},
+			[]any{userName, fold(userName), nullable(doc["externalId"]), nullable(doc["displayName"]), nullable(fold(display)), active}
+	}},
+	GroupKind: {table: "groups", tag: "G", columns: func(doc map[string]any) ([]string, []any) {
+		display, _ := doc["displayName"].(string)
+		return []string{"external_id", "display_name", "display_fold"},
+			[]any{nullable(doc["externalId"]), display, fold(display)}
+	}},
+}
+
+func (k Kind) info() kindInfo {
+	ki, ok := kinds[k]
+	if !ok {
+		panic(fmt.Sprintf("store: unknown kind %q", k))
+	}
+	return ki
+}
+
+func fold(s string) string { return strings.ToLower(s) }
+
+func nullable(v any) any {
+	if s, ok := v.(string); ok && s != "" {
+		return s
+	}
+	return nil
+}
+
+// NewID returns a new resource id: a UUIDv7, so ids sort by creation.
+func NewID() string { return uuid.Must(uuid.NewV7()).String() }
+
+type resourceRow struct {
+	ID         string         `db:"id"`
+	EntraID    sql.NullString `db:"entra_id"`
+	Version    int64          `db:"version"`
+	CreatedAt  string         `db:"created_at"`
+	ModifiedAt string         `db:"modified_at"`
+	Doc        string         `db:"doc"`
+}
+
+func (r resourceRow) resource(k Kind) (Resource, error) {
+	res := Resource{Kind: k, ID: r.ID, EntraID: r.EntraID.String, Version: r.Version,
+		Created: parseTime(r.CreatedAt), LastModified: parseTime(r.ModifiedAt)}
+	dec := json.NewDecoder(strings.NewReader(r.Doc))
+	dec.UseNumber()
+	if err := dec.Decode(&res.Doc); err != nil {
+		return Resource{}, fmt.Errorf("store: %s %s: corrupt document: %w", k, r.ID, err)
+	}
+	return res, nil
+}
+
+const resourceColumns = `id, entra_id, version, created_at, modified_at, doc`
+
+// Get returns one resource of tenant.
+func (db *DB) Get(ctx context.Context, tenant int64, kind Kind, id string) (Resource, error) {
+	return getResource(ctx, db.read, tenant, kind, id)
+}
+
+// Get returns one resource as this transaction sees it.
+func (tx *Tx) Get(tenant int64, kind Kind, id string) (Resource, error) {
+	return getResource(tx.ctx, tx.tx, tenant, kind, id)
+}
+
+func getResource(ctx context.Context, q queryer, tenant int64, kind Kind, id string) (Resource, error) {
+	var r resourceRow
+	err := q.GetContext(ctx, &r, q.Rebind(`SELECT `+resourceColumns+` FROM `+kind.info().table+` WHERE tenant_id = ? AND id = ?`), tenant, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Resource{}, Errorf(NotFound, "%s %q not found", kind, id)
+	}
+	if err != nil {
+		return Resource{}, err
+	}
+	return r.resource(kind)
+}
+
+// FindByEntraID returns the resource with the given Entra object id.
+func (tx *Tx) FindByEntraID(tenant int64, kind Kind, entraID string) (Resource, error) {
+	return tx.findOne(tenant, kind, "entra_id = ?", strings.ToLower(entraID))
+}
+
+// FindUserByUserName returns the user whose userName equals name, ignoring case.
+func (tx *Tx) FindUserByUserName(tenant int64, name string) (Resource, error) {
+	return tx.findOne(tenant, UserKind, "user_name_fold = ?", fold(name))
+}
+
+// FindByExternalID returns the first resource (oldest) with that externalId.
+func (tx *Tx) FindByExternalID(tenant int64, kind Kind, externalID string) (Resource, error) {
+	return tx.findOne(tenant, kind, "external_id = ?", externalID)
+}
+
+func (tx *Tx) findOne(tenant int64, kind Kind, cond string, arg any) (Resource, error) {
+	var r resourceRow
+	err := tx.get(&r, `SELECT `+resourceColumns+` FROM `+kind.info().table+` WHERE tenant_id = ? AND `+cond+` ORDER BY id LIMIT 1`, tenant, arg)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Resource{}, Errorf(NotFound, "%s not found", kind)
+	}
+	if err != nil {
+		return Resource{}, err
+	}
+	return r.resource(kind)
+}
+
+func marshalDoc(doc map[string]any) ([]byte, error) {
+	if doc == nil {
+		doc = map[string]any{}
+	}
+	return json.Marshal(doc) // map keys marshal sorted: equal documents give equal bytes
+}
+
+// Insert stores a new resource. It assigns an id when r.ID is empty and sets
+// version and timestamps; r is updated in place.
+func (tx *Tx) Insert(tenant int64, r *Resource) error {
+	ki := r.Kind.info()
+	if r.ID == "" {
+		r.ID = NewID()
+	}
+	if r.Kind == UserKind {
+		if err := tx.checkUserName(tenant, r.Str("userName"), ""); err != nil {
+			return err
+		}
+	}
+	doc, err := marshalDoc(r.Doc)
+	if err != nil {
+		return Errorf(Invalid, "cannot store %s: %v", r.Kind, err)
+	}
+	r.Version, r.Created, r.LastModified = 1, tx.now, tx.now
+	names, values := ki.columns(r.Doc)
+	names = append([]string{"tenant_id", "id", "entra_id", "version", "created_at", "modified_at", "doc"}, names...)
+	values = append([]any{tenant, r.ID, nullable(strings.ToLower(r.EntraID)), r.Version, formatTime(tx.now), formatTime(tx.now), string(doc)}, values...)
+	_, err = tx.exec(`INSERT INTO `+ki.table+` (`+strings.Join(names, ", ")+`) VALUES (`+placeholders(len(names))+`)`, values...)
+	if isUniqueViolation(err) {
+		return tx.uniquenessError(tenant, r, err)
+	}
+	if err != nil {
+		return err
+	}
+	return tx.index(tenant, r)
+}
+
+// Update replaces a stored resource's document (and Entra id). With
+// ifVersion > 0 it fails with Precondition unless the stored version is
+// ifVersion. Writing what is already stored changes nothing, not even the
+// version, so replaying a change is harmless; changed reports whether it
+// wrote, prev is the state before.
+func (tx *Tx) Update(tenant int64, r *Resource, ifVersion int64) (prev Resource, changed bool, err error) {
+	ki := r.Kind.info()
+	cur, err := tx.Get(tenant, r.Kind, r.ID)
+	if err != nil {
+		return Resource{}, false, err
+	}
+	changed, err = tx.update(tenant, ki, cur, r, ifVersion)
+	return cur, changed, err
+}
+
+func (tx *Tx) update(tenant int64, ki kindInfo, cur Resource, r *Resource, ifVersion int64) (changed bool, err error) {
+	if ifVersion > 0 && cur.Version != ifVersion {
+		return false, Errorf(Precondition, "%s %q was modified (version %d, expected %d)", r.Kind, r.ID, cur.Version, ifVersion)
+	}
+	doc, err := marshalDoc(r.Doc)
+	if err != nil {
+		return false, Errorf(Invalid, "cannot store %s: %v", r.Kind, err)
+	}
+	curDoc, _ := marshalDoc(cur.Doc)
+	if bytes.Equal(doc, curDoc) && strings.EqualFold(cur.EntraID, r.EntraID) {
+		*r = cur
+		return false, nil
+	}
+	if r.Kind == UserKind {
+		if err := tx.checkUserName(tenant, r.Str("userName"), r.ID); err != nil {
+			return false, err
+		}
+	}
+	names, values := ki.columns(r.Doc)
+	set := make([]string, 0, len(names)+4)
+	for _, n := range names {
+		set = append(set, n+" = ?")
+	}
+	set = append(set, "entra_id = ?", "version = version + 1", "modified_at = ?", "doc = ?")
+	values = append(values, nullable(strings.ToLower(r.EntraID)), formatTime(tx.now), string(doc), tenant, r.ID)
+	_, err = tx.exec(`UPDATE `+ki.table+` SET `+strings.Join(set, ", ")+` WHERE tenant_id = ? AND id = ?`, values...)
+	if isUniqueViolation(err) {
+		return false, tx.uniquenessError(tenant, r, err)
+	}
+	if err != nil {
+		return false, err
+	}
+	r.Version, r.Created, r.LastModified = cur.Version+1, cur.Created, tx.now
+	if _, err := tx.exec(`DELETE FROM attrs WHERE tenant_id = ? AND resource = ? AND resource_id = ?`, tenant, ki.tag, r.ID); err != nil {
+		return false, err
+	}
+	return true, tx.index(tenant, r)
+}
+
+// Delete removes a resource, its index rows and every membership it has,
+// as a group and as a member.
+func (tx *Tx) Delete(tenant int64, kind Kind, id string) error {
+	ki := kind.info()
+	// Groups that lose this member change too: bump them before the rows go.
+	if _, err := tx.exec(`UPDATE groups SET version = version + 1, modified_at = ?
+		WHERE tenant_id = ? AND id IN (SELECT group_id FROM memberships WHERE tenant_id = ? AND member_id = ?)`,
+		formatTime(tx.now), tenant, tenant, id); err != nil {
+		return err
+	}
+	if _, err := tx.exec(`DELETE FROM memberships WHERE tenant_id = ? AND member_id = ?`, tenant, id); err != nil {
+		return err
+	}
+	if _, err := tx.exec(`DELETE FROM attrs WHERE tenant_id = ? AND resource = ? AND resource_id = ?`, tenant, ki.tag, id); err != nil {
+		return err
+	}
+	res, err := tx.exec(`DELETE FROM `+ki.table+` WHERE tenant_id = ? AND id = ?`, tenant, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Errorf(NotFound, "%s %q not found", kind, id)
+	}
+	return nil
+}
+
+// checkUserName gives the clear error for a taken userName before the
+// unique index would give an opaque one.
+func (tx *Tx) checkUserName(tenant int64, userName, self string) error {
+	if userName == "" {
+		return Errorf(Invalid, "userName is required")
+	}
+	var id string
+	err := tx.get(&id, `SELECT id FROM users WHERE tenant_id = ? AND user_name_fold = ?`, tenant, fold(userName))
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && id == self) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return Errorf(Conflict, "userName %q is already taken", userName)
+}
+
+func (tx *Tx) uniquenessError(tenant int64, r *Resource, cause error) error {
+	if strings.Contains(cause.Error(), "entra_id") {
+		return Errorf(Conflict, "another %s already has Entra object id %q", r.Kind, r.EntraID)
+	}
+	if r.Kind == UserKind {
+		return Errorf(Conflict, "userName %q is already taken", r.Str("userName"))
+	}
+	return Errorf(Conflict, "%s conflicts with an existing one", r.Kind)
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}

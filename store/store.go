@@ -1,0 +1,221 @@
+// Package store holds entrasync's data: tenants, their SCIM tokens, users,
+// groups and memberships, and the attribute index that SCIM filters run on.
+// It is the only package that writes SQL. SQLite (modernc.org/sqlite, no cgo)
+// is the embedded default; the dialect type keeps the few places where
+// PostgreSQL differs in one spot.
+//
+// Reads run on a pool of connections; every write runs in DB.Write, one
+// transaction committed before Write returns.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// DB is an open store.
+type DB struct {
+	write   *sqlx.DB // one connection: SQLite allows one writer at a time
+	read    *sqlx.DB
+	dialect dialect
+	now     func() time.Time
+}
+
+type dialect struct {
+	name string // "sqlite" or "postgres"
+}
+
+// Open opens (creating when needed) the database named by dsn and brings its
+// schema up to date. A dsn is a file path or a "file:" URI for SQLite.
+func Open(ctx context.Context, dsn string) (*DB, error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return nil, errors.New("store: PostgreSQL is not supported yet; use a SQLite file path")
+	}
+	return openSQLite(ctx, dsn)
+}
+
+func openSQLite(ctx context.Context, path string) (*DB, error) {
+	path = strings.TrimPrefix(path, "file:")
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if path == "" {
+		return nil, errors.New("store: empty SQLite path")
+	}
+	// WAL lets readers run beside the writer; FULL sync makes a commit survive
+	// power loss, not just a crash; IMMEDIATE takes the write lock at BEGIN so two
+	// processes on one file queue on busy_timeout instead of failing mid-transaction.
+	q := url.Values{}
+	q.Set("_busy_timeout", "10000")
+	q.Set("_journal_mode", "WAL")
+	q.Set("_foreign_keys", "1")
+	q.Set("_synchronous", "FULL")
+	q.Set("_txlock", "immediate")
+	base := "file:" + filepath.ToSlash(path)
+	write, err := sqlx.Open("sqlite", base+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetConnMaxIdleTime(0)
+	q.Set("_query_only", "1")
+	read, err := sqlx.Open("sqlite", base+"?"+q.Encode())
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	read.SetMaxOpenConns(8)
+	db := &DB{write: write, read: read, dialect: dialect{name: "sqlite"}, now: time.Now}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error {
+	return errors.Join(db.read.Close(), db.write.Close())
+}
+
+// SetClock replaces the clock used for created/lastModified stamps (tests).
+func (db *DB) SetClock(now func() time.Time) { db.now = now }
+
+// migrate applies the embedded migrations that the database has not seen,
+// each in its own transaction.
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	dir := "migrations/" + db.dialect.name
+	entries, err := fs.ReadDir(migrations, dir)
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	for _, e := range entries {
+		version, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("store: migration %s: name must start with a number", e.Name())
+		}
+		body, err := migrations.ReadFile(dir + "/" + e.Name())
+		if err != nil {
+			return err
+		}
+		err = db.Write(ctx, func(tx *Tx) error {
+			var n int
+			if err := tx.tx.GetContext(ctx, &n, tx.rebind(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), version); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.tx.ExecContext(ctx, string(body)); err != nil {
+				return fmt.Errorf("apply: %w", err)
+			}
+			_, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), version, formatTime(tx.now))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store: migration %s: %w", e.Name(), err)
+		}
+	}
+	return nil
+}
+
+// Tx is a write transaction. Its methods are the only way data changes.
+type Tx struct {
+	tx  *sqlx.Tx
+	ctx context.Context
+	db  *DB
+	now time.Time // one timestamp for everything the transaction writes
+}
+
+// Write runs fn in one transaction and commits it when fn returns nil; any
+// error rolls everything back, so a failed request leaves no trace.
+func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	sqlTx, err := db.write.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	tx := &Tx{tx: sqlTx, ctx: ctx, db: db, now: db.now().UTC().Truncate(time.Millisecond)}
+	defer func() {
+		if p := recover(); p != nil {
+			sqlTx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			sqlTx.Rollback()
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	if err = sqlTx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// Now is the transaction's timestamp.
+func (tx *Tx) Now() time.Time { return tx.now }
+
+func (tx *Tx) rebind(q string) string { return tx.tx.Rebind(q) }
+
+func (tx *Tx) exec(q string, args ...any) (sql.Result, error) {
+	return tx.tx.ExecContext(tx.ctx, tx.rebind(q), args...)
+}
+
+func (tx *Tx) get(dest any, q string, args ...any) error {
+	return tx.tx.GetContext(tx.ctx, dest, tx.rebind(q), args...)
+}
+
+func (tx *Tx) selectRows(dest any, q string, args ...any) error {
+	return tx.tx.SelectContext(tx.ctx, dest, tx.rebind(q), args...)
+}
+
+// queryer is what reads need: the read pool or a write transaction, so the
+// same helpers serve both.
+type queryer interface {
+	sqlx.QueryerContext
+	GetContext(ctx context.Context, dest any, query string, args ...any) error
+	SelectContext(ctx context.Context, dest any, query string, args ...any) error
+	Rebind(string) string
+}
+
+const timeLayout = "2006-01-02T15:04:05.000Z"
+
+// formatTime gives the fixed-width UTC text that timestamps are stored as, so
+// they sort and compare as strings in every dialect.
+func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+func parseTime(s string) time.Time {
+	t, err := time.Parse(timeLayout, s)
+	if err != nil {
+		t, _ = time.Parse(time.RFC3339Nano, s)
+	}
+	return t
+}
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	return db.read.GetContext(ctx, &one, `SELECT 1`)
+}

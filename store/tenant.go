@@ -1,0 +1,273 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"regexp"
+	"time"
+)
+
+// Tenant is one customer: its own users, groups and tokens.
+type Tenant struct {
+	ID        int64
+	Name      string
+	CreatedAt time.Time
+}
+
+var tenantNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
+// ValidTenantName reports whether name can name a tenant.
+func ValidTenantName(name string) error {
+	if !tenantNameRE.MatchString(name) {
+		return Errorf(Invalid, "tenant name %q is not valid: use 1-63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+type tenantRow struct {
+	ID        int64  `db:"id"`
+	Name      string `db:"name"`
+	CreatedAt string `db:"created_at"`
+}
+
+func (r tenantRow) tenant() Tenant {
+	return Tenant{ID: r.ID, Name: r.Name, CreatedAt: parseTime(r.CreatedAt)}
+}
+
+// CreateTenant creates a tenant.
+func (tx *Tx) CreateTenant(name string) (Tenant, error) {
+	if err := ValidTenantName(name); err != nil {
+		return Tenant{}, err
+	}
+	var id int64
+	err := tx.get(&id, `INSERT INTO tenants (name, created_at) VALUES (?, ?) RETURNING id`, name, formatTime(tx.now))
+	if isUniqueViolation(err) {
+		return Tenant{}, Errorf(Conflict, "tenant %q already exists", name)
+	}
+	if err != nil {
+		return Tenant{}, err
+	}
+	return Tenant{ID: id, Name: name, CreatedAt: tx.now}, nil
+}
+
+// Tenant returns the tenant called name.
+func (db *DB) Tenant(ctx context.Context, name string) (Tenant, error) {
+	return tenantByName(ctx, db.read, name)
+}
+
+// Tenant returns the tenant called name, as this transaction sees it.
+func (tx *Tx) Tenant(name string) (Tenant, error) { return tenantByName(tx.ctx, tx.tx, name) }
+
+func tenantByName(ctx context.Context, q queryer, name string) (Tenant, error) {
+	var r tenantRow
+	err := q.GetContext(ctx, &r, q.Rebind(`SELECT id, name, created_at FROM tenants WHERE name = ?`), name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Tenant{}, Errorf(NotFound, "no tenant %q", name)
+	}
+	if err != nil {
+		return Tenant{}, err
+	}
+	return r.tenant(), nil
+}
+
+// TenantSummary is a tenant with its sizes, for listings.
+type TenantSummary struct {
+	Tenant
+	Users  int
+	Groups int
+	Tokens int // active (unrevoked) tokens
+}
+
+// Tenants lists every tenant by name.
+func (db *DB) Tenants(ctx context.Context) ([]TenantSummary, error) {
+	var rows []struct {
+		tenantRow
+		Users  int `db:"users"`
+		Groups int `db:"groups"`
+		Tokens int `db:"tokens"`
+	}
+	err := db.read.SelectContext(ctx, &rows, `SELECT t.id, t.name, t.created_at,
+		(SELECT COUNT(*) FROM users u WHERE u.tenant_id = t.id) AS users,
+		(SELECT COUNT(*) FROM groups g WHERE g.tenant_id = t.id) AS groups,
+		(SELECT COUNT(*) FROM scim_tokens k WHERE k.tenant_id = t.id AND k.revoked_at IS NULL) AS tokens
+		FROM tenants t ORDER BY t.name`)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TenantSummary, len(rows))
+	for i, r := range rows {
+		out[i] = TenantSummary{Tenant: r.tenant(), Users: r.Users, Groups: r.Groups, Tokens: r.Tokens}
+	}
+	return out, nil
+}
+
+// DeleteTenant deletes a tenant and everything it holds.
+func (tx *Tx) DeleteTenant(name string) error {
+	res, err := tx.exec(`DELETE FROM tenants WHERE name = ?`, name)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Errorf(NotFound, "no tenant %q", name)
+	}
+	return nil
+}
+
+// Token describes a SCIM secret token; the secret itself is never stored.
+type Token struct {
+	ID         string     `json:"id"`
+	Tenant     string     `json:"tenant"`
+	Prefix     string     `json:"prefix"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	LastUsedAt *time.Time `json:"lastUsedAt"`
+	RevokedAt  *time.Time `json:"revokedAt"`
+}
+
+const tokenPrefix = "es_"
+
+// newSecret makes a 256-bit random secret with a recognisable prefix, its
+// SHA-256 and the short prefix shown in listings.
+func newSecret(prefix string) (secret string, hash []byte, shown string) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	secret = prefix + base64.RawURLEncoding.EncodeToString(b)
+	sum := sha256.Sum256([]byte(secret))
+	return secret, sum[:], secret[:len(prefix)+6]
+}
+
+func newID(prefix string) string {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return prefix + hex.EncodeToString(b)
+}
+
+// CreateToken issues a secret token for tenant. The secret is returned once.
+func (tx *Tx) CreateToken(t Tenant) (Token, string, error) {
+	secret, hash, shown := newSecret(tokenPrefix)
+	tok := Token{ID: newID("tok_"), Tenant: t.Name, Prefix: shown, CreatedAt: tx.now}
+	_, err := tx.exec(`INSERT INTO scim_tokens (id, tenant_id, hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)`,
+		tok.ID, t.ID, hash, tok.Prefix, formatTime(tx.now))
+	if err != nil {
+		return Token{}, "", err
+	}
+	return tok, secret, nil
+}
+
+type tokenRow struct {
+	ID         string         `db:"id"`
+	Tenant     string         `db:"tenant"`
+	Prefix     string         `db:"prefix"`
+	CreatedAt  string         `db:"created_at"`
+	LastUsedAt sql.NullString `db:"last_used_at"`
+	RevokedAt  sql.NullString `db:"revoked_at"`
+}
+
+func optTime(s sql.NullString) *time.Time {
+	if !s.Valid {
+		return nil
+	}
+	t := parseTime(s.String)
+	return &t
+}
+
+// Tokens lists a tenant's tokens, newest first.
+func (db *DB) Tokens(ctx context.Context, tenant string) ([]Token, error) {
+	t, err := db.Tenant(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	var rows []tokenRow
+	err = db.read.SelectContext(ctx, &rows, db.read.Rebind(`SELECT k.id, ? AS tenant, k.prefix, k.created_at, k.last_used_at, k.revoked_at
+		FROM scim_tokens k WHERE k.tenant_id = ? ORDER BY k.created_at DESC, k.id`), t.Name, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Token, len(rows))
+	for i, r := range rows {
+		out[i] = Token{ID: r.ID, Tenant: r.Tenant, Prefix: r.Prefix, CreatedAt: parseTime(r.CreatedAt),
+			LastUsedAt: optTime(r.LastUsedAt), RevokedAt: optTime(r.RevokedAt)}
+	}
+	return out, nil
+}
+
+// RevokeToken revokes a token; from then on it authenticates nothing.
+func (tx *Tx) RevokeToken(id string) (Token, error) {
+	var r tokenRow
+	err := tx.get(&r, `SELECT k.id, t.name AS tenant, k.prefix, k.created_at, k.last_used_at, k.revoked_at
+		FROM scim_tokens k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = ?`, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Token{}, Errorf(NotFound, "no token %q", id)
+	}
+	if err != nil {
+		return Token{}, err
+	}
+	if !r.RevokedAt.Valid {
+		if _, err := tx.exec(`UPDATE scim_tokens SET revoked_at = ? WHERE id = ?`, formatTime(tx.now), id); err != nil {
+			return Token{}, err
+		}
+		r.RevokedAt = sql.NullString{String: formatTime(tx.now), Valid: true}
+	}
+	return Token{ID: r.ID, Tenant: r.Tenant, Prefix: r.Prefix, CreatedAt: parseTime(r.CreatedAt),
+		LastUsedAt: optTime(r.LastUsedAt), RevokedAt: optTime(r.RevokedAt)}, nil
+}
+
+// lastUsedGranularity bounds how often authentication writes last_used_at:
+// a write per request would serialise every SCIM read behind the writer.
+const lastUsedGranularity = time.Minute
+
+// Authenticate returns the tenant that secret belongs to. It fails with
+// NotFound for an unknown or revoked token; it never caches, so a revocation
+// takes effect on the next request, in every process.
+func (db *DB) Authenticate(ctx context.Context, secret string) (Tenant, error) {
+	sum := sha256.Sum256([]byte(secret))
+	var r struct {
+		TokenID    string         `db:"token_id"`
+		Hash       []byte         `db:"hash"`
+		LastUsedAt sql.NullString `db:"last_used_at"`
+		tenantRow
+	}
+	err := db.read.GetContext(ctx, &r, db.read.Rebind(`SELECT k.id AS token_id, k.hash, k.last_used_at, t.id, t.name, t.created_at
+		FROM scim_tokens k JOIN tenants t ON t.id = k.tenant_id
+		WHERE k.hash = ? AND k.revoked_at IS NULL`), sum[:])
+	if errors.Is(err, sql.ErrNoRows) {
+		return Tenant{}, Errorf(NotFound, "unknown or revoked token")
+	}
+	if err != nil {
+		return Tenant{}, err
+	}
+	// The lookup was by hash; compare again in constant time so no timing of
+	// the index lookup decides acceptance on its own.
+	if subtle.ConstantTimeCompare(r.Hash, sum[:]) != 1 {
+		return Tenant{}, Errorf(NotFound, "unknown or revoked token")
+	}
+	now := db.now().UTC()
+	if !r.LastUsedAt.Valid || now.Sub(parseTime(r.LastUsedAt.String)) >= lastUsedGranularity {
+		// Best effort: a failed stamp must not refuse a valid token.
+		_ = db.Write(ctx, func(tx *Tx) error {
+			_, err := tx.exec(`UPDATE scim_tokens SET last_used_at = ? WHERE id = ?`, formatTime(tx.now), r.TokenID)
+			return err
+		})
+	}
+	return r.tenant(), nil
+}
+
+// FirstStart reports whether this is the database's first start, and
+// records that it has started; it is true once in a database's life.
+func (tx *Tx) FirstStart() (bool, error) {
+	res, err := tx.exec(`INSERT INTO meta (key, value) VALUES ('first_start', ?) ON CONFLICT DO NOTHING`, formatTime(tx.now))
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}

@@ -1,0 +1,97 @@
+package sync
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/entrasync/entrasync/store"
+)
+
+// Apply writes cs to the tenant's data in one transaction: every change, or
+// none. Applying what the store already holds changes nothing, so a replayed
+// ChangeSet is harmless.
+func Apply(ctx context.Context, db *store.DB, tenant int64, cs ChangeSet) (Counts, error) {
+	var counts Counts
+	err := db.Write(ctx, func(tx *store.Tx) error {
+		var err error
+		counts, err = ApplyTx(tx, tenant, cs)
+		return err
+	})
+	if err != nil {
+		return Counts{}, err
+	}
+	return counts, nil
+}
+
+// ApplyTx is Apply inside a transaction the caller owns.
+func ApplyTx(tx *store.Tx, tenant int64, cs ChangeSet) (Counts, error) {
+	var c Counts
+	for i := range cs {
+		ch := &cs[i]
+		if err := applyOne(tx, tenant, ch, &c); err != nil {
+			return Counts{}, err
+		}
+	}
+	return c, nil
+}
+
+func applyOne(tx *store.Tx, tenant int64, ch *Change, c *Counts) error {
+	switch ch.Op {
+	case Create:
+		if err := tx.Insert(tenant, ch.Resource); err != nil {
+			return err
+		}
+		if ch.Resource.Kind == store.UserKind {
+			c.UsersCreated++
+		} else {
+			c.GroupsCreated++
+		}
+	case Update:
+		r := ch.Resource
+		prev, changed, err := tx.Update(tenant, r, ch.IfVersion)
+		if err != nil || !changed {
+			return err
+		}
+		switch {
+		case r.Kind == store.GroupKind:
+			c.GroupsUpdated++
+		case prev.Active() && !r.Active():
+			c.UsersDeactivated++
+		case !prev.Active() && r.Active():
+			c.UsersReactivated++
+		default:
+			c.UsersUpdated++
+		}
+	case Delete:
+		if err := tx.Delete(tenant, ch.Kind, ch.ID); err != nil {
+			return err
+		}
+		if ch.Kind == store.UserKind {
+			c.UsersDeleted++
+		} else {
+			c.GroupsDeleted++
+		}
+	case AddMembers:
+		n, err := tx.AddMembers(tenant, ch.ID, ch.Members)
+		if err != nil {
+			return err
+		}
+		c.MembersAdded += n
+	case RemoveMembers:
+		n, err := tx.RemoveMembers(tenant, ch.ID, ch.Members)
+		if err != nil {
+			return err
+		}
+		c.MembersRemoved += n
+	case SetMembers:
+		added, removed, err := tx.SetMembers(tenant, ch.ID, ch.Members)
+		if err != nil {
+			return err
+		}
+		c.MembersAdded += added
+		c.MembersRemoved += removed
+	default:
+		return fmt.Errorf("sync: unknown change %q", ch.Op)
+	}
+	return nil
+}
