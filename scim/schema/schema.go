@@ -123,12 +123,12 @@ func immutable(a *Attribute) { a.Mutability = Immutable }
 func serverUnique(a *Attribute) {
 	a.Uniqueness = "server"
 }
-func desc(d string) opt             { return func(a *Attribute) { a.Description = d } }
-func returned(r string) opt         { return func(a *Attribute) { a.Returned = r } }
-func mutability(m string) opt       { return func(a *Attribute) { a.Mutability = m } }
-func canonical(vs ...string) opt    { return func(a *Attribute) { a.CanonicalValues = vs } }
-func refTypes(ts ...string) opt     { return func(a *Attribute) { a.ReferenceTypes = ts } }
-func subs(sub ...*Attribute) opt    { return func(a *Attribute) { a.SubAttributes = sub } }
+func desc(d string) opt                            { return func(a *Attribute) { a.Description = d } }
+func returned(r string) opt                        { return func(a *Attribute) { a.Returned = r } }
+func mutability(m string) opt                      { return func(a *Attribute) { a.Mutability = m } }
+func canonical(vs ...string) opt                   { return func(a *Attribute) { a.CanonicalValues = vs } }
+func refTypes(ts ...string) opt                    { return func(a *Attribute) { a.ReferenceTypes = ts } }
+func subs(sub ...*Attribute) opt                   { return func(a *Attribute) { a.SubAttributes = sub } }
 func complexAttr(name string, o ...opt) *Attribute { return attr(name, Complex, o...) }
 
 // multiValuedComplex builds the usual value/display/type/primary attribute.
