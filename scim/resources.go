@@ -16,8 +16,8 @@ import (
 const (
 	defaultCount = 100
 	maxCount     = 1000 // advertised as filter.maxResults
-	// patchAttempts bounds the read-patch-write retries when concurrent
-	// requests change the same resource.
+	// patchAttempts bounds how often a PATCH is redone when a concurrent
+	// write moved the resource's version under it.
 	patchAttempts = 5
 )
 
@@ -312,21 +312,25 @@ func (s *Server) replace(w http.ResponseWriter, r *http.Request, ep *endpoint, i
 		return err
 	}
 	t := tenantOf(r.Context())
-	cur, err := s.db.Get(r.Context(), t.ID, ep.kind, id)
+	err = s.db.Write(r.Context(), func(tx *store.Tx) error {
+		cur, err := tx.Get(t.ID, ep.kind, id)
+		if err != nil {
+			return err
+		}
+		if err := ifMatch(r, cur); err != nil {
+			return err
+		}
+		res := &store.Resource{Kind: ep.kind, ID: id, EntraID: cur.EntraID, Doc: doc}
+		cs := sync.ChangeSet{{Op: sync.Update, Resource: res}}
+		// Members left out of a PUT are kept: a client that omits them must
+		// not empty a group by accident (RFC 7644 §3.5.1 leaves this to us).
+		if membersGiven {
+			cs = append(cs, sync.Change{Op: sync.SetMembers, ID: id, Members: members})
+		}
+		_, err = sync.ApplyTx(tx, t.ID, cs)
+		return err
+	})
 	if err != nil {
-		return err
-	}
-	if err := ifMatch(r, cur); err != nil {
-		return err
-	}
-	res := &store.Resource{Kind: ep.kind, ID: id, EntraID: cur.EntraID, Doc: doc}
-	cs := sync.ChangeSet{{Op: sync.Update, Resource: res, IfVersion: cur.Version}}
-	// Members left out of a PUT are kept: a client that omits them must not
-	// empty a group by accident (RFC 7644 §3.5.1 leaves this to us).
-	if membersGiven {
-		cs = append(cs, sync.Change{Op: sync.SetMembers, ID: id, Members: members})
-	}
-	if _, err := sync.Apply(r.Context(), s.db, t.ID, cs); err != nil {
 		return err
 	}
 	return s.reread(w, r, ep, id)
@@ -393,55 +397,64 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, ep *endpoint, id 
 		return err
 	}
 	t := tenantOf(r.Context())
+	// Read, patch and write in one transaction, so concurrent PATCHes of one
+	// resource (Entra sends several at once) apply one after the other. A
+	// store that lets transactions interleave reports Precondition instead;
+	// then the PATCH is redone on the newer state.
 	for attempt := 1; ; attempt++ {
-		cur, err := s.db.Get(r.Context(), t.ID, ep.kind, id)
-		if err != nil {
+		err = s.db.Write(r.Context(), func(tx *store.Tx) error {
+			cur, err := tx.Get(t.ID, ep.kind, id)
+			if err != nil {
+				return err
+			}
+			if err := ifMatch(r, cur); err != nil {
+				return err
+			}
+			doc, memberOps, err := patch.Apply(ep.rt, cur.Doc, ops)
+			if err != nil {
+				return err
+			}
+			res := &store.Resource{Kind: ep.kind, ID: id, EntraID: cur.EntraID, Doc: doc}
+			cs := sync.ChangeSet{{Op: sync.Update, Resource: res, IfVersion: cur.Version}}
+			for _, m := range memberOps {
+				op := map[string]sync.Op{"add": sync.AddMembers, "remove": sync.RemoveMembers, "set": sync.SetMembers}[m.Kind]
+				cs = append(cs, sync.Change{Op: op, ID: id, Members: m.IDs})
+			}
+			_, err = sync.ApplyTx(tx, t.ID, cs)
 			return err
+		})
+		if store.ErrorCode(err) != store.Precondition || attempt == patchAttempts || r.Header.Get("If-Match") != "" {
+			break
 		}
-		if err := ifMatch(r, cur); err != nil {
-			return err
-		}
-		doc, memberOps, err := patch.Apply(ep.rt, cur.Doc, ops)
-		if err != nil {
-			return err
-		}
-		res := &store.Resource{Kind: ep.kind, ID: id, EntraID: cur.EntraID, Doc: doc}
-		cs := sync.ChangeSet{{Op: sync.Update, Resource: res, IfVersion: cur.Version}}
-		for _, m := range memberOps {
-			op := map[string]sync.Op{"add": sync.AddMembers, "remove": sync.RemoveMembers, "set": sync.SetMembers}[m.Kind]
-			cs = append(cs, sync.Change{Op: op, ID: id, Members: m.IDs})
-		}
-		_, err = sync.Apply(r.Context(), s.db, t.ID, cs)
-		// A concurrent write moved the version between our read and write:
-		// patch the newer state, unless the client pinned a version itself.
-		if store.ErrorCode(err) == store.Precondition && attempt < patchAttempts && r.Header.Get("If-Match") == "" {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if ep.kind == store.GroupKind {
-			// Returning every member of a large group is what Entra asks us
-			// not to do: 204, as RFC 7644 §3.5.2 allows.
-			w.WriteHeader(http.StatusNoContent)
-			return nil
-		}
-		return s.reread(w, r, ep, id)
 	}
+	if err != nil {
+		return err
+	}
+	if ep.kind == store.GroupKind {
+		// Returning every member of a large group is what Entra asks us
+		// not to do: 204, as RFC 7644 §3.5.2 allows.
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	return s.reread(w, r, ep, id)
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, ep *endpoint, id string) error {
 	t := tenantOf(r.Context())
-	if r.Header.Get("If-Match") != "" {
-		cur, err := s.db.Get(r.Context(), t.ID, ep.kind, id)
-		if err != nil {
-			return err
+	err := s.db.Write(r.Context(), func(tx *store.Tx) error {
+		if r.Header.Get("If-Match") != "" {
+			cur, err := tx.Get(t.ID, ep.kind, id)
+			if err != nil {
+				return err
+			}
+			if err := ifMatch(r, cur); err != nil {
+				return err
+			}
 		}
-		if err := ifMatch(r, cur); err != nil {
-			return err
-		}
-	}
-	if _, err := sync.Apply(r.Context(), s.db, t.ID, sync.ChangeSet{{Op: sync.Delete, Kind: ep.kind, ID: id}}); err != nil {
+		_, err := sync.ApplyTx(tx, t.ID, sync.ChangeSet{{Op: sync.Delete, Kind: ep.kind, ID: id}})
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

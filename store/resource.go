@@ -35,13 +35,13 @@ type Resource struct {
 }
 
 // Str returns the string attribute name of the document, or "".
-func (r *Resource) Str(name string) string {
+func (r Resource) Str(name string) string {
 	s, _ := r.Doc[name].(string)
 	return s
 }
 
 // Active reports the user's active flag; a user without one is active.
-func (r *Resource) Active() bool {
+func (r Resource) Active() bool {
 	b, ok := r.Doc["active"].(bool)
 	return !ok || b
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -109,12 +110,14 @@ func (p *patcher) applyPath(kind, rawPath string, v any, inValue bool) error {
 	if r.Attr == nil { // the extension URN itself
 		return p.extension(kind, r.Ext, v)
 	}
-	switch r.Attr.Mutability {
+	// The target, so that read-only sub-attributes (manager.displayName) are
+	// refused too.
+	switch r.Target().Mutability {
 	case schema.ReadOnly:
 		if inValue {
 			return nil
 		}
-		return schema.Errorf("mutability", "%s is read-only", r.Attr.Name)
+		return schema.Errorf("mutability", "%s is read-only", r.Target().Name)
 	case schema.WriteOnly:
 		return nil // accepted, never stored
 	}
@@ -231,7 +234,7 @@ func subOp(kind string, container map[string]any, r schema.Resolved, v any) erro
 		for _, el := range list {
 			setSub(el.(map[string]any), r.Sub.Name, nv, ok)
 		}
-		setOrDelete(container, r.Attr.Name, pruneEmpty(list))
+		setOrDelete(container, r.Attr.Name, exclusivePrimary(pruneEmpty(list), nil))
 		return nil
 	}
 	obj, _ := container[r.Attr.Name].(map[string]any)
@@ -282,8 +285,10 @@ func (p *patcher) filtered(kind string, container map[string]any, path filter.Pa
 		setOrDelete(container, r.Attr.Name, pruneEmpty(list))
 		return nil
 	}
+	// One element of the attribute, to normalise element objects with.
+	element := &schema.Attribute{Name: r.Attr.Name, Type: schema.Complex, SubAttributes: r.Attr.SubAttributes}
 	if r.Sub == nil {
-		el, ok, err := schema.Value(&schema.Attribute{Name: r.Attr.Name, Type: schema.Complex, SubAttributes: r.Attr.SubAttributes}, v)
+		el, ok, err := schema.Value(element, v)
 		if err != nil {
 			return err
 		}
@@ -308,7 +313,7 @@ func (p *patcher) filtered(kind string, container map[string]any, path filter.Pa
 				}
 			}
 		}
-		setOrDelete(container, r.Attr.Name, exclusivePrimary(pruneEmpty(list), nil))
+		setOrDelete(container, r.Attr.Name, exclusivePrimary(pruneEmpty(list), madePrimary(matched)))
 		return nil
 	}
 	nv, ok, err := schema.Value(r.Sub, v)
@@ -326,13 +331,30 @@ func (p *patcher) filtered(kind string, container map[string]any, path filter.Pa
 			return schema.Errorf("noTarget", "no %s value matches %s", r.Attr.Name, cf)
 		}
 		el[r.Sub.Name] = nv
-		container[r.Attr.Name] = appendValues(list, []any{el})
+		// The filter's literals become values: check their types too.
+		nel, _, err := schema.Value(element, el)
+		if err != nil {
+			return err
+		}
+		container[r.Attr.Name] = appendValues(list, []any{nel})
 		return nil
 	}
 	for _, m := range matched {
 		setSub(m, r.Sub.Name, nv, ok)
 	}
-	setOrDelete(container, r.Attr.Name, exclusivePrimary(pruneEmpty(list), nil))
+	setOrDelete(container, r.Attr.Name, exclusivePrimary(pruneEmpty(list), madePrimary(matched)))
+	return nil
+}
+
+// madePrimary is the first matched element that is primary after the
+// operation: the document had at most one primary, so a matched one is
+// either that one or the one this operation chose, and keeps the flag.
+func madePrimary(matched []map[string]any) map[string]any {
+	for _, m := range matched {
+		if m["primary"] == true {
+			return m
+		}
+	}
 	return nil
 }
 
@@ -533,7 +555,7 @@ func appendValues(list, add []any) []any {
 	out := append([]any(nil), list...)
 	var newPrimary map[string]any
 	for _, v := range add {
-		if containsValue(out, v) {
+		if slices.ContainsFunc(out, func(el any) bool { return sameElement(el, v) }) {
 			continue
 		}
 		if m, ok := v.(map[string]any); ok && m["primary"] == true {
@@ -577,6 +599,20 @@ func removeValues(list, gone []any) []any {
 
 // containsValue matches complex values by their "value" sub-attribute when
 // both have one, otherwise by equality.
+// sameElement tells whether an added value repeats one already there:
+// complex values with the same value and, when the added one has a type,
+// the same type (so a work and a home email with one address stay two);
+// others by equality.
+func sameElement(have, added any) bool {
+	hm, _ := have.(map[string]any)
+	am, _ := added.(map[string]any)
+	if hm != nil && am != nil && hm["value"] != nil && am["value"] != nil {
+		return fmt.Sprint(hm["value"]) == fmt.Sprint(am["value"]) &&
+			(am["type"] == nil || fmt.Sprint(hm["type"]) == fmt.Sprint(am["type"]))
+	}
+	return reflect.DeepEqual(have, added)
+}
+
 func containsValue(list []any, v any) bool {
 	vm, _ := v.(map[string]any)
 	for _, el := range list {

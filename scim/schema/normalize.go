@@ -1,8 +1,10 @@
 package schema
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -28,9 +30,18 @@ func Errorf(scimType, format string, args ...any) *Error {
 // attributes are dropped; null means not set. Required attributes must be
 // present.
 func (rt *ResourceType) Normalize(in map[string]any) (map[string]any, error) {
+	// In sorted order, so that the result never depends on map order: an
+	// extension object comes before its URN-qualified keys, which add to it.
+	keys := make([]string, 0, len(in))
+	for k := range in {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		return cmp.Or(strings.Compare(strings.ToLower(a), strings.ToLower(b)), strings.Compare(a, b))
+	})
 	out := map[string]any{}
-	for k, v := range in {
-		if err := rt.Set(out, k, v); err != nil {
+	for _, k := range keys {
+		if err := rt.Set(out, k, in[k]); err != nil {
 			return nil, err
 		}
 	}
@@ -263,6 +274,9 @@ func single(a *Attribute, v any) (any, bool, error) {
 // given as something else: manager as a bare id ("" clears it), or as a
 // one-element list.
 func complexShorthand(a *Attribute, v any) (any, bool, error) {
+	if a.MultiValued { // each element of emails, members... must be an object
+		return nil, false, typeError(a, v, "a list of objects")
+	}
 	switch x := v.(type) {
 	case string:
 		if a.Sub("value") == nil {

@@ -24,6 +24,11 @@ func (r Resolved) Target() *Attribute {
 // Path is the canonical filter path of r (core attributes carry no URN).
 func (r Resolved) Path() filter.Path {
 	var p filter.Path
+	if r.Attr == nil && r.Ext != nil {
+		// A whole extension, split as ParsePath splits a bare schema URN.
+		i := strings.LastIndexByte(r.Ext.ID, ':')
+		return filter.Path{URN: r.Ext.ID[:i], Attr: r.Ext.ID[i+1:]}
+	}
 	if r.Ext != nil {
 		p.URN = r.Ext.ID
 	}

@@ -227,7 +227,9 @@ var EnterpriseUser = &Schema{
 		attr("department", String, desc("Identifies the name of a department.")),
 		complexAttr("manager", desc("The User's manager."), subs(
 			attr("value", String, desc("The id of the SCIM resource representing the User's manager.")),
-			attr("$ref", Reference, refTypes("User"), desc("The URI of the SCIM resource representing the User's manager.")),
+			// Read-only: the manager is its id; a $ref sent by the client
+			// could name another host or go stale when value changes.
+			attr("$ref", Reference, readOnly, refTypes("User"), desc("The URI of the SCIM resource representing the User's manager.")),
 			attr("displayName", String, readOnly, desc("The displayName of the User's manager.")),
 		)),
 	},

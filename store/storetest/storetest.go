@@ -1,0 +1,677 @@
+// Package storetest is the conformance suite every store configuration
+// passes: tenants and tokens, resources, memberships, filters and
+// isolation, all through the store's exported API.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/entrasync/entrasync/scim/filter"
+	"github.com/entrasync/entrasync/scim/schema"
+	"github.com/entrasync/entrasync/store"
+)
+
+// Opener returns a new, empty, migrated store for one test.
+type Opener func(t *testing.T) *store.DB
+
+// Run runs the suite.
+func Run(t *testing.T, open Opener) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, db *store.DB)
+	}{
+		{"Tenants", testTenants},
+		{"Tokens", testTokens},
+		{"Resources", testResources},
+		{"Uniqueness", testUniqueness},
+		{"Versions", testVersions},
+		{"Members", testMembers},
+		{"DeleteCleansUp", testDeleteCleansUp},
+		{"Filters", testFilters},
+		{"Paging", testPaging},
+		{"Isolation", testIsolation},
+		{"Rollback", testRollback},
+		{"ConcurrentWrites", testConcurrentWrites},
+		{"FirstStart", testFirstStart},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
+	}
+}
+
+var ctx = context.Background()
+
+func write(t *testing.T, db *store.DB, fn func(tx *store.Tx) error) {
+	t.Helper()
+	if err := db.Write(ctx, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustCode(t *testing.T, err error, want store.Code) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("want a %s error, got none", want)
+	}
+	if got := store.ErrorCode(err); got != want {
+		t.Fatalf("want a %s error, got %s: %v", want, got, err)
+	}
+}
+
+func newTenant(t *testing.T, db *store.DB, name string) store.Tenant {
+	t.Helper()
+	var tn store.Tenant
+	write(t, db, func(tx *store.Tx) error {
+		var err error
+		tn, err = tx.CreateTenant(name)
+		return err
+	})
+	return tn
+}
+
+func user(userName string, extra ...any) *store.Resource {
+	doc := map[string]any{"userName": userName}
+	for i := 0; i+1 < len(extra); i += 2 {
+		doc[extra[i].(string)] = extra[i+1]
+	}
+	return &store.Resource{Kind: store.UserKind, Doc: doc}
+}
+
+func group(name string) *store.Resource {
+	return &store.Resource{Kind: store.GroupKind, Doc: map[string]any{"displayName": name}}
+}
+
+func insert(t *testing.T, db *store.DB, tenant int64, rs ...*store.Resource) {
+	t.Helper()
+	write(t, db, func(tx *store.Tx) error {
+		for _, r := range rs {
+			if err := tx.Insert(tenant, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func testTenants(t *testing.T, db *store.DB) {
+	a := newTenant(t, db, "acme")
+	newTenant(t, db, "globex")
+	err := db.Write(ctx, func(tx *store.Tx) error { _, err := tx.CreateTenant("acme"); return err })
+	mustCode(t, err, store.Conflict)
+	for _, bad := range []string{"", "Acme", "a b", "-x", "x/y", string(make([]byte, 70))} {
+		err := db.Write(ctx, func(tx *store.Tx) error { _, err := tx.CreateTenant(bad); return err })
+		mustCode(t, err, store.Invalid)
+	}
+	got, err := db.Tenant(ctx, "acme")
+	if err != nil || got.ID != a.ID || got.Name != "acme" {
+		t.Fatalf("Tenant(acme) = %+v, %v", got, err)
+	}
+	_, err = db.Tenant(ctx, "nope")
+	mustCode(t, err, store.NotFound)
+
+	insert(t, db, a.ID, user("u1"), user("u2"), group("g1"))
+	list, err := db.Tenants(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].Name != "acme" || list[0].Users != 2 || list[0].Groups != 1 || list[1].Name != "globex" {
+		t.Fatalf("Tenants() = %+v", list)
+	}
+	write(t, db, func(tx *store.Tx) error { return tx.DeleteTenant("acme") })
+	err = db.Write(ctx, func(tx *store.Tx) error { return tx.DeleteTenant("acme") })
+	mustCode(t, err, store.NotFound)
+	if list, _ := db.Tenants(ctx); len(list) != 1 {
+		t.Fatalf("after delete: %+v", list)
+	}
+}
+
+func testTokens(t *testing.T, db *store.DB) {
+	a := newTenant(t, db, "acme")
+	b := newTenant(t, db, "globex")
+	var tokA, tokA2 store.Token
+	var secretA, secretA2, secretB string
+	write(t, db, func(tx *store.Tx) error {
+		var err error
+		if tokA, secretA, err = tx.CreateToken(a); err != nil {
+			return err
+		}
+		if tokA2, secretA2, err = tx.CreateToken(a); err != nil {
+			return err
+		}
+		_, secretB, err = tx.CreateToken(b)
+		return err
+	})
+	if len(secretA) < 40 || secretA == secretA2 || tokA.ID == tokA2.ID {
+		t.Fatalf("tokens not distinct or too short: %q %q", secretA, secretA2)
+	}
+	if got, err := db.Authenticate(ctx, secretA); err != nil || got.ID != a.ID {
+		t.Fatalf("Authenticate(A) = %+v, %v", got, err)
+	}
+	if got, err := db.Authenticate(ctx, secretB); err != nil || got.ID != b.ID {
+		t.Fatalf("Authenticate(B) = %+v, %v", got, err)
+	}
+	_, err := db.Authenticate(ctx, secretA+"x")
+	mustCode(t, err, store.NotFound)
+	_, err = db.Authenticate(ctx, "")
+	mustCode(t, err, store.NotFound)
+
+	list, err := db.Tokens(ctx, "acme")
+	if err != nil || len(list) != 2 {
+		t.Fatalf("Tokens = %+v, %v", list, err)
+	}
+	for _, tk := range list {
+		if tk.Tenant != "acme" || tk.Prefix == "" || len(tk.Prefix) > 12 || tk.RevokedAt != nil {
+			t.Fatalf("token %+v", tk)
+		}
+		if tk.ID == tokA.ID && tk.LastUsedAt == nil {
+			t.Fatalf("used token has no last-used time: %+v", tk)
+		}
+	}
+	write(t, db, func(tx *store.Tx) error { _, err := tx.RevokeToken(tokA.ID); return err })
+	_, err = db.Authenticate(ctx, secretA)
+	mustCode(t, err, store.NotFound)
+	if _, err := db.Authenticate(ctx, secretA2); err != nil {
+		t.Fatalf("the other token stopped working: %v", err)
+	}
+	err = db.Write(ctx, func(tx *store.Tx) error { _, err := tx.RevokeToken("tok_nope"); return err })
+	mustCode(t, err, store.NotFound)
+}
+
+func testResources(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	u := user("Ada@Contoso.com", "externalId", "e-1", "displayName", "Ada", "active", true,
+		"emails", []any{map[string]any{"type": "work", "value": "ada@contoso.com"}})
+	u.EntraID = "0A21F0F2-8D2A-4F8E-BF98-7363C4AED4EF"
+	insert(t, db, tn.ID, u)
+	if u.ID == "" || u.Version != 1 || u.Created.IsZero() || !u.Created.Equal(u.LastModified) {
+		t.Fatalf("inserted %+v", u)
+	}
+	got, err := db.Get(ctx, tn.ID, store.UserKind, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Str("userName") != "Ada@Contoso.com" || got.EntraID != "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef" || got.Version != 1 || !got.Active() {
+		t.Fatalf("Get = %+v", got)
+	}
+	_, err = db.Get(ctx, tn.ID, store.GroupKind, u.ID)
+	mustCode(t, err, store.NotFound)
+	write(t, db, func(tx *store.Tx) error {
+		for _, find := range []func() (store.Resource, error){
+			func() (store.Resource, error) { return tx.FindUserByUserName(tn.ID, "ada@contoso.COM") },
+			func() (store.Resource, error) { return tx.FindByEntraID(tn.ID, store.UserKind, u.EntraID) },
+			func() (store.Resource, error) { return tx.FindByExternalID(tn.ID, store.UserKind, "e-1") },
+		} {
+			r, err := find()
+			if err != nil || r.ID != u.ID {
+				return fmt.Errorf("find = %+v, %v", r, err)
+			}
+		}
+		_, err := tx.FindByExternalID(tn.ID, store.UserKind, "E-1")
+		if store.ErrorCode(err) != store.NotFound {
+			return fmt.Errorf("externalId matched case-insensitively: %v", err)
+		}
+		return nil
+	})
+}
+
+func testUniqueness(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	other := newTenant(t, db, "globex")
+	insert(t, db, tn.ID, user("bjensen@example.com"))
+	err := db.Write(ctx, func(tx *store.Tx) error { return tx.Insert(tn.ID, user("BJensen@Example.com")) })
+	mustCode(t, err, store.Conflict)
+	insert(t, db, other.ID, user("bjensen@example.com")) // unique per tenant only
+	second := user("other@example.com")
+	insert(t, db, tn.ID, second)
+	second.Doc["userName"] = "BJENSEN@example.com"
+	err = db.Write(ctx, func(tx *store.Tx) error { _, _, err := tx.Update(tn.ID, second, 0); return err })
+	mustCode(t, err, store.Conflict)
+	// externalId is not unique.
+	insert(t, db, tn.ID, user("x1", "externalId", "same"), user("x2", "externalId", "same"))
+	err = db.Write(ctx, func(tx *store.Tx) error {
+		return tx.Insert(tn.ID, &store.Resource{Kind: store.UserKind, Doc: map[string]any{}})
+	})
+	mustCode(t, err, store.Invalid)
+}
+
+func testVersions(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	db.SetClock(func() time.Time { return clock })
+	defer db.SetClock(time.Now)
+	u := user("a", "title", "Engineer")
+	insert(t, db, tn.ID, u)
+	clock = clock.Add(time.Minute)
+	same := &store.Resource{Kind: store.UserKind, ID: u.ID, Doc: map[string]any{"userName": "a", "title": "Engineer"}}
+	var changed bool
+	write(t, db, func(tx *store.Tx) error { var err error; _, changed, err = tx.Update(tn.ID, same, 0); return err })
+	if changed || same.Version != 1 || !same.LastModified.Equal(u.Created) {
+		t.Fatalf("an update to the same document changed it: %v %+v", changed, same)
+	}
+	next := &store.Resource{Kind: store.UserKind, ID: u.ID, Doc: map[string]any{"userName": "a", "title": "Manager"}}
+	write(t, db, func(tx *store.Tx) error { var err error; _, changed, err = tx.Update(tn.ID, next, 1); return err })
+	if !changed || next.Version != 2 || !next.LastModified.Equal(clock) || !next.Created.Equal(u.Created) {
+		t.Fatalf("update: %v %+v", changed, next)
+	}
+	stale := &store.Resource{Kind: store.UserKind, ID: u.ID, Doc: map[string]any{"userName": "a", "title": "Stale"}}
+	err := db.Write(ctx, func(tx *store.Tx) error { _, _, err := tx.Update(tn.ID, stale, 1); return err })
+	mustCode(t, err, store.Precondition)
+	got, _ := db.Get(ctx, tn.ID, store.UserKind, u.ID)
+	if got.Str("title") != "Manager" || got.Version != 2 {
+		t.Fatalf("stale update wrote: %+v", got)
+	}
+	missing := &store.Resource{Kind: store.UserKind, ID: "nope", Doc: map[string]any{"userName": "z"}}
+	err = db.Write(ctx, func(tx *store.Tx) error { _, _, err := tx.Update(tn.ID, missing, 0); return err })
+	mustCode(t, err, store.NotFound)
+}
+
+func memberIDs(t *testing.T, db *store.DB, tenant int64, g string) []string {
+	t.Helper()
+	ms, err := db.Members(ctx, tenant, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range ms {
+		ids = append(ids, m.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func sorted(ids ...string) []string { slices.Sort(ids); return ids }
+
+func testMembers(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	a, b, c := user("a", "displayName", "Ann"), user("b"), user("c")
+	g, sub := group("Sales"), group("Sales EMEA")
+	insert(t, db, tn.ID, a, b, c, g, sub)
+	count := func(fn func(tx *store.Tx) (int, error)) int {
+		var n int
+		write(t, db, func(tx *store.Tx) error { var err error; n, err = fn(tx); return err })
+		return n
+	}
+	if n := count(func(tx *store.Tx) (int, error) { return tx.AddMembers(tn.ID, g.ID, []string{a.ID, b.ID, a.ID}) }); n != 2 {
+		t.Fatalf("added %d, want 2", n)
+	}
+	if n := count(func(tx *store.Tx) (int, error) { return tx.AddMembers(tn.ID, g.ID, []string{a.ID, sub.ID}) }); n != 1 {
+		t.Fatalf("re-adding: added %d, want 1 (the subgroup)", n)
+	}
+	ms, _ := db.Members(ctx, tn.ID, g.ID)
+	kinds := map[string]store.Kind{}
+	for _, m := range ms {
+		kinds[m.ID] = m.Kind
+		if m.ID == a.ID && m.Display != "Ann" {
+			t.Fatalf("member display = %q", m.Display)
+		}
+	}
+	if kinds[a.ID] != store.UserKind || kinds[sub.ID] != store.GroupKind || len(kinds) != 3 {
+		t.Fatalf("members %+v", ms)
+	}
+	if n := count(func(tx *store.Tx) (int, error) { return tx.RemoveMembers(tn.ID, g.ID, []string{b.ID, c.ID, "nope"}) }); n != 1 {
+		t.Fatalf("removed %d, want 1", n)
+	}
+	for _, bad := range [][]string{{"nope"}, {g.ID}, {a.ID, "nope"}} {
+		err := db.Write(ctx, func(tx *store.Tx) error { _, err := tx.AddMembers(tn.ID, g.ID, bad); return err })
+		mustCode(t, err, store.Invalid)
+	}
+	err := db.Write(ctx, func(tx *store.Tx) error { _, err := tx.AddMembers(tn.ID, "nope", []string{a.ID}); return err })
+	mustCode(t, err, store.NotFound)
+	if got, want := memberIDs(t, db, tn.ID, g.ID), sorted(a.ID, sub.ID); !slices.Equal(got, want) {
+		t.Fatalf("members %v, want %v", got, want)
+	}
+	var added, removed int
+	write(t, db, func(tx *store.Tx) error {
+		var err error
+		added, removed, err = tx.SetMembers(tn.ID, g.ID, []string{b.ID, c.ID, sub.ID})
+		return err
+	})
+	if added != 2 || removed != 1 {
+		t.Fatalf("SetMembers: +%d -%d", added, removed)
+	}
+	if got, want := memberIDs(t, db, tn.ID, g.ID), sorted(b.ID, c.ID, sub.ID); !slices.Equal(got, want) {
+		t.Fatalf("members %v, want %v", got, want)
+	}
+	groups, err := db.GroupsOf(ctx, tn.ID, []string{b.ID, a.ID, sub.ID})
+	if err != nil || len(groups[b.ID]) != 1 || groups[b.ID][0].ID != g.ID || groups[b.ID][0].Display != "Sales" || len(groups[a.ID]) != 0 || len(groups[sub.ID]) != 1 {
+		t.Fatalf("GroupsOf = %+v, %v", groups, err)
+	}
+	// A membership change is a change of the group.
+	got, _ := db.Get(ctx, tn.ID, store.GroupKind, g.ID)
+	if got.Version < 4 {
+		t.Fatalf("group version %d after four membership changes", got.Version)
+	}
+}
+
+func testDeleteCleansUp(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	a, b := user("a", "title", "x"), user("b")
+	g, parent := group("g"), group("parent")
+	insert(t, db, tn.ID, a, b, g, parent)
+	write(t, db, func(tx *store.Tx) error {
+		if _, err := tx.AddMembers(tn.ID, g.ID, []string{a.ID, b.ID}); err != nil {
+			return err
+		}
+		_, err := tx.AddMembers(tn.ID, parent.ID, []string{g.ID, a.ID})
+		return err
+	})
+	before, _ := db.Get(ctx, tn.ID, store.GroupKind, g.ID)
+	write(t, db, func(tx *store.Tx) error { return tx.Delete(tn.ID, store.UserKind, a.ID) })
+	if got := memberIDs(t, db, tn.ID, g.ID); !slices.Equal(got, []string{b.ID}) {
+		t.Fatalf("deleted user still a member: %v", got)
+	}
+	if after, _ := db.Get(ctx, tn.ID, store.GroupKind, g.ID); after.Version <= before.Version {
+		t.Fatal("losing a member did not change the group's version")
+	}
+	page, _ := db.List(ctx, tn.ID, store.UserKind, query(t, schema.UserType, `title eq "x"`))
+	if page.Total != 0 {
+		t.Fatal("deleted user still found by its index rows")
+	}
+	write(t, db, func(tx *store.Tx) error { return tx.Delete(tn.ID, store.GroupKind, g.ID) })
+	if got := memberIDs(t, db, tn.ID, parent.ID); len(got) != 0 {
+		t.Fatalf("deleted group still a member of its parent: %v", got)
+	}
+	err := db.Write(ctx, func(tx *store.Tx) error { return tx.Delete(tn.ID, store.GroupKind, g.ID) })
+	mustCode(t, err, store.NotFound)
+}
+
+// query parses and resolves a filter as the SCIM layer does.
+func query(t *testing.T, rt *schema.ResourceType, text string) store.Query {
+	t.Helper()
+	e, err := filter.Parse(text)
+	if err != nil {
+		t.Fatalf("parse %q: %v", text, err)
+	}
+	f, exact, err := rt.CanonicalFilter(e)
+	if err != nil {
+		t.Fatalf("resolve %q: %v", text, err)
+	}
+	return store.Query{Filter: f, CaseExact: exact, Count: 100}
+}
+
+func testFilters(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	clock := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	db.SetClock(func() time.Time { return clock })
+	defer db.SetClock(time.Now)
+	ada := user("ada@contoso.com", "externalId", "Ext-Ada", "displayName", "Ada Lovelace", "active", true, "title", "Countess",
+		"name", map[string]any{"givenName": "Ada", "familyName": "King"},
+		"emails", []any{
+			map[string]any{"type": "work", "value": "ada@contoso.com", "primary": true},
+			map[string]any{"type": "home", "value": "ada@home.example"},
+		},
+		schema.EnterpriseUserURN, map[string]any{"employeeNumber": "42", "manager": map[string]any{"value": "m-1"}})
+	insert(t, db, tn.ID, ada)
+	clock = clock.Add(time.Hour)
+	bob := user("bob@contoso.com", "externalId", "ext-bob", "displayName", "Bob", "active", false,
+		"emails", []any{map[string]any{"type": "home", "value": "ada@contoso.com"}})
+	insert(t, db, tn.ID, bob)
+	carol := user("carol@fabrikam.com")
+	insert(t, db, tn.ID, carol)
+	sales, ops := group("Sales"), group("Ops")
+	ops.Doc["externalId"] = "g-ops"
+	insert(t, db, tn.ID, sales, ops)
+	write(t, db, func(tx *store.Tx) error {
+		_, err := tx.AddMembers(tn.ID, sales.ID, []string{ada.ID, bob.ID})
+		return err
+	})
+
+	users := []struct {
+		filter string
+		want   []*store.Resource
+	}{
+		{`userName eq "ADA@contoso.com"`, []*store.Resource{ada}},
+		{`userName eq "nobody"`, nil},
+		{`externalId eq "ext-ada"`, nil}, // externalId is caseExact
+		{`externalId eq "Ext-Ada"`, []*store.Resource{ada}},
+		{`displayName eq "ada lovelace"`, []*store.Resource{ada}},
+		{fmt.Sprintf(`id eq "%s"`, bob.ID), []*store.Resource{bob}},
+		{`emails[type eq "work"].value eq "ada@contoso.com"`, []*store.Resource{ada}},
+		{`emails[type eq "home"].value eq "ADA@CONTOSO.COM"`, []*store.Resource{bob}},
+		{`emails.value eq "ada@contoso.com"`, []*store.Resource{ada, bob}},
+		{`emails eq "ada@home.example"`, []*store.Resource{ada}},
+		{`emails[type eq "work" and primary eq true]`, []*store.Resource{ada}},
+		{`emails[not (type eq "work")]`, []*store.Resource{ada, bob}},
+		{`userName eq "ada@contoso.com" and active eq true`, []*store.Resource{ada}},
+		{`userName eq "ada@contoso.com" and active eq false`, nil},
+		{`userName sw "ADA" or userName ew "fabrikam.com"`, []*store.Resource{ada, carol}},
+		{`userName co "@contoso"`, []*store.Resource{ada, bob}},
+		{`not (userName co "@contoso")`, []*store.Resource{carol}},
+		{`title pr`, []*store.Resource{ada}},
+		{`not (title pr)`, []*store.Resource{bob, carol}},
+		{`title eq null`, []*store.Resource{bob, carol}},
+		{`externalId pr`, []*store.Resource{ada, bob}},
+		{`externalId ne "ext-bob"`, []*store.Resource{ada, carol}},
+		{`title ne "Countess"`, []*store.Resource{bob, carol}},
+		{`active eq false`, []*store.Resource{bob}},
+		{`name.familyName eq "king"`, []*store.Resource{ada}},
+		{`employeeNumber eq "42"`, []*store.Resource{ada}},
+		{`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "42"`, []*store.Resource{ada}},
+		{`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "m-1"`, []*store.Resource{ada}},
+		{`urn:ietf:params:scim:schemas:core:2.0:User:userName eq "bob@contoso.com"`, []*store.Resource{bob}},
+		{`meta.created gt "2026-03-01T12:30:00Z"`, []*store.Resource{bob, carol}},
+		{`meta.lastModified le "2026-03-01T12:00:00Z"`, []*store.Resource{ada}},
+		{fmt.Sprintf(`groups.value eq "%s"`, sales.ID), []*store.Resource{ada, bob}},
+		{fmt.Sprintf(`groups eq "%s"`, ops.ID), nil},
+		{`userName eq "a\"b"`, nil},
+		{`userName eq "x') OR 1=1 --"`, nil},
+	}
+	for _, tc := range users {
+		page, err := db.List(ctx, tn.ID, store.UserKind, query(t, schema.UserType, tc.filter))
+		if err != nil {
+			t.Errorf("%s: %v", tc.filter, err)
+			continue
+		}
+		if got, want := ids(page.Resources), ids(derefs(tc.want)); !slices.Equal(got, want) || page.Total != len(want) {
+			t.Errorf("%s: got %v (total %d), want %v", tc.filter, got, page.Total, want)
+		}
+	}
+	groups := []struct {
+		filter string
+		want   []*store.Resource
+	}{
+		{`displayName eq "sales"`, []*store.Resource{sales}},
+		{`externalId eq "g-ops"`, []*store.Resource{ops}},
+		{fmt.Sprintf(`members.value eq "%s"`, bob.ID), []*store.Resource{sales}},
+		{fmt.Sprintf(`members[value eq "%s"]`, carol.ID), nil},
+		{`members pr`, []*store.Resource{sales}},
+	}
+	for _, tc := range groups {
+		page, err := db.List(ctx, tn.ID, store.GroupKind, query(t, schema.GroupType, tc.filter))
+		if err != nil {
+			t.Errorf("%s: %v", tc.filter, err)
+			continue
+		}
+		if got, want := ids(page.Resources), ids(derefs(tc.want)); !slices.Equal(got, want) {
+			t.Errorf("%s: got %v, want %v", tc.filter, got, want)
+		}
+	}
+	// Comparisons a type does not allow are Invalid, never a database error.
+	for _, bad := range []string{`active co "t"`, `meta.created eq "yesterday"`, `meta.created co "2026"`} {
+		_, err := db.List(ctx, tn.ID, store.UserKind, query(t, schema.UserType, bad))
+		mustCode(t, err, store.Invalid)
+	}
+}
+
+func derefs(rs []*store.Resource) []store.Resource {
+	out := make([]store.Resource, len(rs))
+	for i, r := range rs {
+		out[i] = *r
+	}
+	return out
+}
+
+func ids(rs []store.Resource) []string {
+	out := []string{}
+	for _, r := range rs {
+		out = append(out, r.ID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func testPaging(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	var all []string
+	write(t, db, func(tx *store.Tx) error {
+		for i := range 25 {
+			u := user(fmt.Sprintf("user%02d", i), "title", []string{"a", "b"}[i%2])
+			if err := tx.Insert(tn.ID, u); err != nil {
+				return err
+			}
+			all = append(all, u.ID)
+		}
+		return nil
+	})
+	var seen []string
+	for start := 1; start <= 25; start += 10 {
+		page, err := db.List(ctx, tn.ID, store.UserKind, store.Query{StartIndex: start, Count: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page.Total != 25 {
+			t.Fatalf("total %d", page.Total)
+		}
+		for _, r := range page.Resources {
+			seen = append(seen, r.ID)
+		}
+	}
+	if !slices.Equal(seen, all) {
+		t.Fatalf("paging did not return every user once, in creation order:\n%v\n%v", seen, all)
+	}
+	q := query(t, schema.UserType, `title eq "a"`)
+	q.Count = 0
+	page, err := db.List(ctx, tn.ID, store.UserKind, q)
+	if err != nil || page.Total != 13 || len(page.Resources) != 0 {
+		t.Fatalf("count-only page: %d %d %v", page.Total, len(page.Resources), err)
+	}
+	q.Count, q.StartIndex = 5, 12
+	page, _ = db.List(ctx, tn.ID, store.UserKind, q)
+	if page.Total != 13 || len(page.Resources) != 2 {
+		t.Fatalf("last page: total %d, %d resources", page.Total, len(page.Resources))
+	}
+}
+
+func testIsolation(t *testing.T, db *store.DB) {
+	a := newTenant(t, db, "acme")
+	b := newTenant(t, db, "globex")
+	ua, ga := user("shared@example.com", "title", "x"), group("Shared")
+	insert(t, db, a.ID, ua, ga)
+	write(t, db, func(tx *store.Tx) error { _, err := tx.AddMembers(a.ID, ga.ID, []string{ua.ID}); return err })
+
+	_, err := db.Get(ctx, b.ID, store.UserKind, ua.ID)
+	mustCode(t, err, store.NotFound)
+	for _, f := range []string{`userName eq "shared@example.com"`, `title eq "x"`, fmt.Sprintf(`id eq "%s"`, ua.ID)} {
+		if page, _ := db.List(ctx, b.ID, store.UserKind, query(t, schema.UserType, f)); page.Total != 0 {
+			t.Fatalf("tenant B sees A's user through %s", f)
+		}
+	}
+	if page, _ := db.List(ctx, b.ID, store.GroupKind, store.Query{Count: 10}); page.Total != 0 {
+		t.Fatal("tenant B lists A's group")
+	}
+	if ms, _ := db.Members(ctx, b.ID, ga.ID); len(ms) != 0 {
+		t.Fatal("tenant B reads A's members")
+	}
+	// B can neither change A's objects nor reference them.
+	gb, ub := group("B's group"), user("b@example.com")
+	insert(t, db, b.ID, gb, ub)
+	err = db.Write(ctx, func(tx *store.Tx) error { _, err := tx.AddMembers(b.ID, gb.ID, []string{ua.ID}); return err })
+	mustCode(t, err, store.Invalid)
+	err = db.Write(ctx, func(tx *store.Tx) error { _, err := tx.AddMembers(b.ID, ga.ID, []string{ub.ID}); return err })
+	mustCode(t, err, store.NotFound)
+	err = db.Write(ctx, func(tx *store.Tx) error { return tx.Delete(b.ID, store.UserKind, ua.ID) })
+	mustCode(t, err, store.NotFound)
+	hijack := &store.Resource{Kind: store.UserKind, ID: ua.ID, Doc: map[string]any{"userName": "hijacked"}}
+	err = db.Write(ctx, func(tx *store.Tx) error { _, _, err := tx.Update(b.ID, hijack, 0); return err })
+	mustCode(t, err, store.NotFound)
+	if got, _ := db.Get(ctx, a.ID, store.UserKind, ua.ID); got.Str("userName") != "shared@example.com" {
+		t.Fatalf("tenant B changed A's user: %+v", got)
+	}
+	if got := memberIDs(t, db, a.ID, ga.ID); !slices.Equal(got, []string{ua.ID}) {
+		t.Fatalf("A's members changed: %v", got)
+	}
+}
+
+func testRollback(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	g := group("g")
+	insert(t, db, tn.ID, g)
+	boom := errors.New("boom")
+	err := db.Write(ctx, func(tx *store.Tx) error {
+		u := user("ghost", "title", "ghostly")
+		if err := tx.Insert(tn.ID, u); err != nil {
+			return err
+		}
+		if _, err := tx.AddMembers(tn.ID, g.ID, []string{u.ID}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Write returned %v", err)
+	}
+	if page, _ := db.List(ctx, tn.ID, store.UserKind, query(t, schema.UserType, `title eq "ghostly"`)); page.Total != 0 {
+		t.Fatal("a rolled-back insert left index rows")
+	}
+	if page, _ := db.List(ctx, tn.ID, store.UserKind, store.Query{Count: 10}); page.Total != 0 {
+		t.Fatal("a rolled-back insert left a user")
+	}
+	if got := memberIDs(t, db, tn.ID, g.ID); len(got) != 0 {
+		t.Fatal("a rolled-back membership stayed")
+	}
+	if got, _ := db.Get(ctx, tn.ID, store.GroupKind, g.ID); got.Version != 1 {
+		t.Fatalf("a rolled-back change bumped the group to version %d", got.Version)
+	}
+}
+
+func testConcurrentWrites(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	g := group("g")
+	insert(t, db, tn.ID, g)
+	const workers, each = 8, 20
+	var wg gosync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				err := db.Write(ctx, func(tx *store.Tx) error {
+					u := user(fmt.Sprintf("w%d-%d", w, i))
+					if err := tx.Insert(tn.ID, u); err != nil {
+						return err
+					}
+					_, err := tx.AddMembers(tn.ID, g.ID, []string{u.ID})
+					return err
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := memberIDs(t, db, tn.ID, g.ID); len(got) != workers*each {
+		t.Fatalf("%d members, want %d", len(got), workers*each)
+	}
+}
+
+func testFirstStart(t *testing.T, db *store.DB) {
+	var first, second bool
+	write(t, db, func(tx *store.Tx) error { var err error; first, err = tx.FirstStart(); return err })
+	write(t, db, func(tx *store.Tx) error { var err error; second, err = tx.FirstStart(); return err })
+	if !first || second {
+		t.Fatalf("FirstStart: %v then %v", first, second)
+	}
+}
