@@ -66,7 +66,7 @@ CREATE TABLE memberships (
 	PRIMARY KEY (tenant_id, group_id, member_id),
 	FOREIGN KEY (tenant_id, group_id) REFERENCES groups(tenant_id, id) ON DELETE CASCADE
 );
-CREATE INDEX memberships_member ON memberships(tenant_id, member_id);
+CREATE INDEX memberships_member ON memberships(tenant_id, member_id, group_id);
 
 -- The attribute index: one row per leaf value of a document (path lower-cased,
 -- elements of multi-valued attributes numbered by idx), so every SCIM filter

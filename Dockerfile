@@ -1,0 +1,21 @@
+# Build: a static binary (modernc.org/sqlite is pure Go, so no cgo).
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/entrasync ./cmd/entrasync \
+ && mkdir -p /out/data
+
+# Run: nothing but the binary, as a non-root user, data in a volume.
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/entrasync /entrasync
+COPY --from=build --chown=65532:65532 /out/data /data
+USER 65532:65532
+ENV ENTRASYNC_ADDR=:8080 \
+    ENTRASYNC_DB=/data/entrasync.db \
+    ENTRASYNC_LOG_FORMAT=json
+VOLUME ["/data"]
+EXPOSE 8080
+ENTRYPOINT ["/entrasync"]
+CMD ["serve"]

@@ -1,0 +1,90 @@
+package config
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func load(t *testing.T, file string, env map[string]string, args ...string) (Config, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	f := Register(fs)
+	if file != "" {
+		path := filepath.Join(t.TempDir(), "cfg.json")
+		if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config", path)
+	}
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return f.Load(func(k string) string { return env[k] })
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := load(t, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8080" || c.DB != "./entrasync.db" || c.BodyLimit != 1<<20 || c.LogFormat != "text" ||
+		c.Public("") != "http://127.0.0.1:8080" || c.SyncSchedule != "@every 40m" || c.SecretKey != nil {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if got := c.Public("[::]:9000"); got != "http://localhost:9000" {
+		t.Fatalf("Public of an unspecified address: %s", got)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := `{"addr":"127.0.0.1:1","db":"file.db","body_limit":"2MiB","log_level":"warn","rate_limit":5}`
+	env := map[string]string{"ENTRASYNC_DB": "env.db", "ENTRASYNC_LOG_LEVEL": "error",
+		"ENTRASYNC_SECRET_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
+	c, err := load(t, file, env, "--log-level", "debug", "--public-url", "https://scim.example.com/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:1" || c.DB != "env.db" || c.LogLevel != "debug" || c.BodyLimit != 2<<20 || c.RateLimit != 5 ||
+		c.Public("x") != "https://scim.example.com" || len(c.SecretKey) != 32 {
+		t.Fatalf("precedence: %+v", c)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		file string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{args: []string{"--addr", "8080"}, want: `--addr="8080": want host:port`},
+		{args: []string{"--body-limit", "100GiB"}, want: "--body-limit"},
+		{args: []string{"--sync-schedule", "every day"}, want: "want a cron spec"},
+		{args: []string{"--redis", "http://x"}, want: "want a redis://"},
+		{env: map[string]string{"ENTRASYNC_SECRET_KEY": "short"}, want: `ENTRASYNC_SECRET_KEY="…": want 32 random bytes`},
+		{env: map[string]string{"ENTRASYNC_RATE_LIMIT": "-1"}, want: "ENTRASYNC_RATE_LIMIT"},
+		{file: `{"adr":"x"}`, want: `unknown setting "adr"`},
+		{file: `{"addr":true}`, want: "want a string or a number"},
+		{file: `not json`, want: "want a JSON object of settings"},
+	}
+	for _, tc := range tests {
+		_, err := load(t, tc.file, tc.env, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %v %s: got %v, want %q", tc.args, tc.env, tc.file, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "short") {
+			t.Errorf("an error shows the secret key: %v", err)
+		}
+	}
+}
+
+func TestSizes(t *testing.T) {
+	for in, want := range map[string]int64{"1048576": 1 << 20, "1MiB": 1 << 20, "512KiB": 512 << 10, "2mb": 2 << 20, "4k": 4 << 10} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v", in, got, err)
+		}
+	}
+}
