@@ -352,14 +352,18 @@ func (s *Server) serveGraph(e *exchange, r *http.Request, segs []string) {
 		return
 	}
 
+	if len(segs) == 2 && strings.EqualFold(segs[0], "directoryObjects") && strings.EqualFold(segs[1], "getByIds") {
+		s.serveGetByIDs(e, r, s.Tenant(tenant))
+		return
+	}
 	if len(segs) != 2 || (segs[0] != "users" && segs[0] != "groups") {
-		graphError(e, r, http.StatusBadRequest, "BadRequest", "Resource not found for the segment '"+strings.Join(segs, "/")+"'. The fake serves only users/delta and groups/delta.")
+		graphError(e, r, http.StatusBadRequest, "BadRequest", "Resource not found for the segment '"+strings.Join(segs, "/")+"'. The fake serves only users/delta, groups/delta and directoryObjects/getByIds.")
 		return
 	}
 	switch segs[1] {
 	case "delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()":
 	default:
-		graphError(e, r, http.StatusBadRequest, "BadRequest", "Resource not found for the segment '"+segs[1]+"'. The fake serves only users/delta and groups/delta.")
+		graphError(e, r, http.StatusBadRequest, "BadRequest", "Resource not found for the segment '"+segs[1]+"'. The fake serves only users/delta, groups/delta and directoryObjects/getByIds.")
 		return
 	}
 	if r.Method != http.MethodGet {

@@ -1,0 +1,210 @@
+// Package graph talks to Microsoft Graph for one customer tenant and
+// nothing else: client-credentials authentication (azidentity), delta
+// queries over users and the assigned groups, lookups by id, and
+// throttling. It stores nothing and returns plain values of its own, never
+// SDK types. graph/graphtest is a fake Graph to run it against.
+package graph
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	kiotaauth "github.com/microsoft/kiota-authentication-azure-go"
+	khttp "github.com/microsoft/kiota-http-go"
+	msgraph "github.com/microsoftgraph/msgraph-sdk-go"
+	msgraphcore "github.com/microsoftgraph/msgraph-sdk-go-core"
+)
+
+// National clouds: authority host and Graph endpoint.
+var Clouds = map[string]struct{ AuthorityHost, GraphURL string }{
+	"global": {"https://login.microsoftonline.com/", "https://graph.microsoft.com"},
+	"usgov":  {"https://login.microsoftonline.us/", "https://graph.microsoft.us"},
+	"china":  {"https://login.chinacloudapi.cn/", "https://microsoftgraph.chinacloudapi.cn"},
+}
+
+// Config is what a client for one customer tenant needs.
+type Config struct {
+	TenantID     string // the customer's Entra tenant (directory) id
+	ClientID     string // the app registration's application (client) id
+	ClientSecret string // either this,
+	Certificate  []byte // or a PEM certificate with its private key
+
+	AuthorityHost string // default the global cloud's login.microsoftonline.com
+	GraphURL      string // default https://graph.microsoft.com
+
+	// HTTPClient carries every request (tokens and Graph); default a client
+	// whose transport has timeouts. Tests pass the fake Graph's.
+	HTTPClient *http.Client
+	// Timeout bounds the wait for an answer's headers, per attempt.
+	Timeout time.Duration
+	// MaxRetries bounds the retries of one throttled request; MaxWait is
+	// the longest Retry-After waited for in place.
+	MaxRetries int
+	MaxWait    time.Duration
+	// Sleep waits (tests pass a fake clock); default a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// SetDefaults fills what is unset.
+func (c *Config) SetDefaults() {
+	if c.AuthorityHost == "" {
+		c.AuthorityHost = Clouds["global"].AuthorityHost
+	}
+	if c.GraphURL == "" {
+		c.GraphURL = Clouds["global"].GraphURL
+	}
+	c.GraphURL = strings.TrimRight(c.GraphURL, "/")
+	if !strings.HasSuffix(c.AuthorityHost, "/") {
+		c.AuthorityHost += "/"
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 60 * time.Second
+	}
+	if c.MaxRetries == 0 {
+		c.MaxRetries = 4
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = 2 * time.Minute
+	}
+	if c.Sleep == nil {
+		c.Sleep = sleepCtx
+	}
+}
+
+// Validate reports what is missing or wrong.
+func (c *Config) Validate() error {
+	if c.TenantID == "" || c.ClientID == "" {
+		return errors.New("graph: tenant id and client id are required")
+	}
+	if (c.ClientSecret == "") == (len(c.Certificate) == 0) {
+		return errors.New("graph: give either a client secret or a certificate")
+	}
+	if err := checkURL(c.AuthorityHost); err != nil {
+		return fmt.Errorf("graph: authority host: %w", err)
+	}
+	if err := checkURL(c.GraphURL); err != nil {
+		return fmt.Errorf("graph: Graph URL: %w", err)
+	}
+	return nil
+}
+
+// checkURL accepts https URLs, and http only for loopback hosts.
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", raw)
+	}
+	if u.Scheme == "https" || (u.Scheme == "http" && isLoopback(u.Hostname())) {
+		return nil
+	}
+	return fmt.Errorf("%q must use https", raw)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Client is a Graph client for one customer tenant.
+type Client struct {
+	cfg     Config
+	sdk     *msgraph.GraphServiceClient
+	graph   *url.URL // GraphURL parsed, to check links against
+	version string   // "/v1.0"
+}
+
+// New builds a client. It does not contact Graph.
+func New(cfg Config) (*Client, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	base := cfg.HTTPClient
+	if base == nil {
+		base = &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   15 * time.Second,
+			ResponseHeaderTimeout: cfg.Timeout,
+			MaxIdleConnsPerHost:   8,
+			IdleConnTimeout:       90 * time.Second,
+			ForceAttemptHTTP2:     true,
+		}}
+	}
+	parent := base.Transport
+	if parent == nil {
+		parent = http.DefaultTransport
+	}
+	retrying := &retryTransport{next: parent, maxRetries: cfg.MaxRetries, maxWait: cfg.MaxWait, sleep: cfg.Sleep}
+
+	co := azcore.ClientOptions{
+		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: cfg.AuthorityHost},
+		Transport: &http.Client{Transport: retrying},
+	}
+	var cred azcore.TokenCredential
+	var err error
+	if cfg.ClientSecret != "" {
+		cred, err = azidentity.NewClientSecretCredential(cfg.TenantID, cfg.ClientID, cfg.ClientSecret,
+			&azidentity.ClientSecretCredentialOptions{ClientOptions: co, DisableInstanceDiscovery: true})
+	} else {
+		var certs []*x509.Certificate
+		var key crypto.PrivateKey
+		certs, key, err = azidentity.ParseCertificates(cfg.Certificate, nil)
+		if err != nil {
+			return nil, fmt.Errorf("graph: certificate: %w", err)
+		}
+		cred, err = azidentity.NewClientCertificateCredential(cfg.TenantID, cfg.ClientID, certs, key,
+			&azidentity.ClientCertificateCredentialOptions{ClientOptions: co, DisableInstanceDiscovery: true, SendCertificateChain: true})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("graph: credential: %w", err)
+	}
+	graphURL, _ := url.Parse(cfg.GraphURL)
+	// The SDK attaches the token only to hosts it is told about, silently:
+	// a configured Graph URL must be one of them.
+	scopes := []string{scopeFor(graphURL)}
+	auth, err := kiotaauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, scopes, []string{graphURL.Hostname()})
+	if err != nil {
+		return nil, fmt.Errorf("graph: auth provider: %w", err)
+	}
+	opts := msgraph.GetDefaultClientOptions()
+	var middleware []khttp.Middleware
+	for _, m := range msgraphcore.GetDefaultMiddlewaresWithOptions(&opts) {
+		if _, isRetry := m.(*khttp.RetryHandler); !isRetry { // retries are retryTransport's
+			middleware = append(middleware, m)
+		}
+	}
+	hc := &http.Client{Transport: khttp.NewCustomTransportWithParentTransport(retrying, middleware...)}
+	adapter, err := msgraph.NewGraphRequestAdapterWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, nil, nil, hc)
+	if err != nil {
+		return nil, fmt.Errorf("graph: request adapter: %w", err)
+	}
+	adapter.SetBaseUrl(cfg.GraphURL + "/v1.0")
+	return &Client{cfg: cfg, sdk: msgraph.NewGraphServiceClient(adapter), graph: graphURL, version: "/v1.0"}, nil
+}
+
+// scopeFor is the .default scope of the Graph resource: the national
+// clouds' Graph hosts for them, graph.microsoft.com for anything else (the
+// fake Graph accepts it).
+func scopeFor(u *url.URL) string {
+	for _, c := range Clouds {
+		if strings.EqualFold(strings.TrimRight(c.GraphURL, "/"), u.Scheme+"://"+u.Host) {
+			return c.GraphURL + "/.default"
+		}
+	}
+	return "https://graph.microsoft.com/.default"
+}
