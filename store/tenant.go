@@ -229,36 +229,51 @@ const lastUsedGranularity = time.Minute
 // NotFound for an unknown or revoked token; it never caches, so a revocation
 // takes effect on the next request, in every process.
 func (db *DB) Authenticate(ctx context.Context, secret string) (Tenant, error) {
-	sum := sha256.Sum256([]byte(secret))
 	var r struct {
-		TokenID    string         `db:"token_id"`
-		Hash       []byte         `db:"hash"`
-		LastUsedAt sql.NullString `db:"last_used_at"`
+		secretRow
 		tenantRow
 	}
-	err := db.read.GetContext(ctx, &r, db.read.Rebind(`SELECT k.id AS token_id, k.hash, k.last_used_at, t.id, t.name, t.created_at
-		FROM scim_tokens k JOIN tenants t ON t.id = k.tenant_id
-		WHERE k.hash = ? AND k.revoked_at IS NULL`), sum[:])
-	if errors.Is(err, sql.ErrNoRows) {
-		return Tenant{}, Errorf(NotFound, "unknown or revoked token")
-	}
+	err := db.checkSecret(ctx, "scim_tokens", secret, &r.secretRow, &r, `SELECT k.id AS secret_id, k.hash, k.last_used_at, t.id, t.name, t.created_at
+		FROM scim_tokens k JOIN tenants t ON t.id = k.tenant_id WHERE k.hash = ? AND k.revoked_at IS NULL`)
 	if err != nil {
 		return Tenant{}, err
 	}
+	return r.tenant(), nil
+}
+
+// secretRow is what checkSecret needs of a hashed-secret row.
+type secretRow struct {
+	SecretID   string         `db:"secret_id"`
+	Hash       []byte         `db:"hash"`
+	LastUsedAt sql.NullString `db:"last_used_at"`
+}
+
+// checkSecret finds the unrevoked row whose hash is secret's SHA-256 with
+// query (one ? for the hash) into dest, whose secretRow is sr, and stamps
+// its last use now and then.
+func (db *DB) checkSecret(ctx context.Context, table, secret string, sr *secretRow, dest any, query string) error {
+	sum := sha256.Sum256([]byte(secret))
+	err := db.read.GetContext(ctx, dest, db.read.Rebind(query), sum[:])
+	if errors.Is(err, sql.ErrNoRows) {
+		return Errorf(NotFound, "unknown or revoked key")
+	}
+	if err != nil {
+		return err
+	}
 	// The lookup was by hash; compare again in constant time so no timing of
 	// the index lookup decides acceptance on its own.
-	if subtle.ConstantTimeCompare(r.Hash, sum[:]) != 1 {
-		return Tenant{}, Errorf(NotFound, "unknown or revoked token")
+	if subtle.ConstantTimeCompare(sr.Hash, sum[:]) != 1 {
+		return Errorf(NotFound, "unknown or revoked key")
 	}
 	now := db.now().UTC()
-	if !r.LastUsedAt.Valid || now.Sub(parseTime(r.LastUsedAt.String)) >= lastUsedGranularity {
-		// Best effort: a failed stamp must not refuse a valid token.
+	if !sr.LastUsedAt.Valid || now.Sub(parseTime(sr.LastUsedAt.String)) >= lastUsedGranularity {
+		// Best effort: a failed stamp must not refuse a valid secret.
 		_ = db.Write(ctx, func(tx *Tx) error {
-			_, err := tx.exec(`UPDATE scim_tokens SET last_used_at = ? WHERE id = ?`, formatTime(tx.now), r.TokenID)
+			_, err := tx.exec(`UPDATE `+table+` SET last_used_at = ? WHERE id = ?`, formatTime(tx.now), sr.SecretID)
 			return err
 		})
 	}
-	return r.tenant(), nil
+	return nil
 }
 
 // FirstStart reports whether this is the database's first start, and

@@ -90,6 +90,14 @@ func applyOne(tx *store.Tx, tenant int64, ch *Change, c *Counts) error {
 		}
 		c.MembersAdded += added
 		c.MembersRemoved += removed
+	case MarkSeen:
+		return tx.MarkSeen(tenant, ch.ID, ch.Members, ch.Mark)
+	case SweepMembers:
+		n, err := tx.SweepUnseen(tenant, ch.ID, ch.Mark)
+		if err != nil {
+			return err
+		}
+		c.MembersRemoved += n
 	default:
 		return fmt.Errorf("sync: unknown change %q", ch.Op)
 	}

@@ -20,6 +20,8 @@ const (
 	AddMembers    Op = "addMembers"    // Members join group ID
 	RemoveMembers Op = "removeMembers" // Members leave group ID
 	SetMembers    Op = "setMembers"    // Members become group ID's whole membership
+	MarkSeen      Op = "markSeen"      // a full pull saw Members in group ID (stamped with Mark)
+	SweepMembers  Op = "sweepMembers"  // members of group ID that the full pull Mark did not see leave
 )
 
 // Change is one change to a tenant's data.
@@ -30,6 +32,7 @@ type Change struct {
 	Kind      store.Kind      // Delete
 	ID        string          // Delete: the resource; member changes: the group
 	Members   []string        // member changes: user or group ids
+	Mark      int64           // MarkSeen, SweepMembers: the full pull's run id
 }
 
 // ChangeSet is an ordered list of changes applied all together or not at all.

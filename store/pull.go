@@ -1,0 +1,352 @@
+package store
+
+import (
+	"context"
+	"strings"
+	"time"
+)
+
+// This file holds what the Graph pull worker asks of the store beyond the
+// resource API: lookups by Entra object id, scope, delta links and leases.
+// A resource with an Entra id is one the pull manages.
+
+// ByEntraID returns the tenant's resources of kind whose Entra object ids
+// are among ids, keyed by Entra id (lower case).
+func (db *DB) ByEntraID(ctx context.Context, tenant int64, kind Kind, ids []string) (map[string]Resource, error) {
+	out := make(map[string]Resource, len(ids))
+	for _, part := range chunks(lowerAll(ids)) {
+		var rows []resourceRow
+		q, args, err := inQuery(`SELECT `+resourceColumns+` FROM `+kind.info().table+` WHERE tenant_id = ? AND entra_id IN (?)`, tenant, part)
+		if err != nil {
+			return nil, err
+		}
+		if err := db.read.SelectContext(ctx, &rows, db.read.Rebind(q), args...); err != nil {
+			return nil, err
+		}
+		for _, row := range rows {
+			r, err := row.resource(kind)
+			if err != nil {
+				return nil, err
+			}
+			out[r.EntraID] = r
+		}
+	}
+	return out, nil
+}
+
+func lowerAll(ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = strings.ToLower(id)
+	}
+	return dedupe(out)
+}
+
+// FindUserForEntra finds the user a Graph user who is not yet linked by
+// Entra id should become: the one whose externalId is the object id (the
+// mapping the README recommends for push), else the one whose userName is
+// the userPrincipalName. Users linked to another Entra id are not matched.
+func (db *DB) FindUserForEntra(ctx context.Context, tenant int64, objectID, upn string) (Resource, bool, error) {
+	for _, q := range []struct{ cond, arg string }{
+		{"external_id = ?", objectID},
+		{"lower(external_id) = ?", strings.ToLower(objectID)},
+		{"user_name_fold = ?", fold(upn)},
+	} {
+		if q.arg == "" {
+			continue
+		}
+		var r resourceRow
+		err := db.read.GetContext(ctx, &r, db.read.Rebind(`SELECT `+resourceColumns+` FROM users
+			WHERE tenant_id = ? AND entra_id IS NULL AND `+q.cond+` ORDER BY id LIMIT 1`), tenant, q.arg)
+		if errNoRows(err) {
+			continue
+		}
+		if err != nil {
+			return Resource{}, false, err
+		}
+		res, err := r.resource(UserKind)
+		return res, err == nil, err
+	}
+	return Resource{}, false, nil
+}
+
+// FindGroupForEntra finds an unlinked group whose externalId is the object
+// id (Entra's default mapping for pushed groups).
+func (db *DB) FindGroupForEntra(ctx context.Context, tenant int64, objectID string) (Resource, bool, error) {
+	var r resourceRow
+	err := db.read.GetContext(ctx, &r, db.read.Rebind(`SELECT `+resourceColumns+` FROM groups
+		WHERE tenant_id = ? AND entra_id IS NULL AND lower(external_id) = ? ORDER BY id LIMIT 1`), tenant, strings.ToLower(objectID))
+	if errNoRows(err) {
+		return Resource{}, false, nil
+	}
+	if err != nil {
+		return Resource{}, false, err
+	}
+	res, err := r.resource(GroupKind)
+	return res, err == nil, err
+}
+
+// ScopeGroups returns the local ids of the groups in scope: roots and,
+// when nested, every group reachable from them through group members.
+func (db *DB) ScopeGroups(ctx context.Context, tenant int64, roots []string, nested bool) ([]string, error) {
+	if len(roots) == 0 {
+		return nil, nil
+	}
+	if !nested {
+		return dedupe(roots), nil
+	}
+	var out []string
+	q, args, err := inQuery(`WITH RECURSIVE scope(id) AS (
+			SELECT id FROM groups WHERE tenant_id = ? AND id IN (?)
+			UNION
+			SELECT m.member_id FROM memberships m JOIN scope s ON m.group_id = s.id
+			WHERE m.tenant_id = ? AND m.member_type = 'Group')
+		SELECT id FROM scope ORDER BY id`, tenant, roots, tenant)
+	if err != nil {
+		return nil, err
+	}
+	err = db.read.SelectContext(ctx, &out, db.read.Rebind(q), args...)
+	return out, err
+}
+
+// MembersOfAny tells which of users (local ids) are direct members of any
+// of groups.
+func (db *DB) MembersOfAny(ctx context.Context, tenant int64, users, groups []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(users) == 0 || len(groups) == 0 {
+		return out, nil
+	}
+	for _, part := range chunks(dedupe(users)) {
+		var ids []string
+		q, args, err := inQuery(`SELECT DISTINCT member_id FROM memberships WHERE tenant_id = ? AND member_id IN (?) AND group_id IN (?)`, tenant, part, groups)
+		if err != nil {
+			return nil, err
+		}
+		if err := db.read.SelectContext(ctx, &ids, db.read.Rebind(q), args...); err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			out[id] = true
+		}
+	}
+	return out, nil
+}
+
+// PulledUsersOutside returns the users the pull manages that are members
+// of none of groups (all of them when groups is empty); activeOnly limits
+// it to active users.
+func (db *DB) PulledUsersOutside(ctx context.Context, tenant int64, groups []string, activeOnly bool) ([]Resource, error) {
+	q := `SELECT ` + resourceColumns + ` FROM users u WHERE u.tenant_id = ? AND u.entra_id IS NOT NULL`
+	args := []any{tenant}
+	if activeOnly {
+		q += ` AND u.active = ?`
+		args = append(args, true)
+	}
+	if len(groups) > 0 {
+		q += ` AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.tenant_id = u.tenant_id AND m.member_id = u.id AND m.group_id IN (?))`
+		args = append(args, groups)
+	}
+	q, args, err := inQuery(q+` ORDER BY u.id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	var rows []resourceRow
+	if err := db.read.SelectContext(ctx, &rows, db.read.Rebind(q), args...); err != nil {
+		return nil, err
+	}
+	out := make([]Resource, 0, len(rows))
+	for _, row := range rows {
+		r, err := row.resource(UserKind)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// PulledGroupsOutside returns the local ids of groups the pull manages
+// that are not among groups and still have members.
+func (db *DB) PulledGroupsOutside(ctx context.Context, tenant int64, groups []string) ([]string, error) {
+	q := `SELECT g.id FROM groups g WHERE g.tenant_id = ? AND g.entra_id IS NOT NULL
+		AND EXISTS (SELECT 1 FROM memberships m WHERE m.tenant_id = g.tenant_id AND m.group_id = g.id)`
+	args := []any{tenant}
+	if len(groups) > 0 {
+		q += ` AND g.id NOT IN (?)`
+		args = append(args, groups)
+	}
+	q, args, err := inQuery(q+` ORDER BY g.id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	err = db.read.SelectContext(ctx, &out, db.read.Rebind(q), args...)
+	return out, err
+}
+
+// CountPulledUsers counts the active users the pull manages.
+func (db *DB) CountPulledUsers(ctx context.Context, tenant int64) (int, error) {
+	var n int
+	err := db.read.GetContext(ctx, &n, db.read.Rebind(`SELECT COUNT(*) FROM users WHERE tenant_id = ? AND entra_id IS NOT NULL AND active = ?`), tenant, true)
+	return n, err
+}
+
+// PulledUsers pages through the users the pull manages, by local id,
+// leaving out those modified since before.
+func (db *DB) PulledUsers(ctx context.Context, tenant int64, after string, limit int, before time.Time) ([]Resource, error) {
+	var rows []resourceRow
+	err := db.read.SelectContext(ctx, &rows, db.read.Rebind(`SELECT `+resourceColumns+` FROM users
+		WHERE tenant_id = ? AND entra_id IS NOT NULL AND id > ? AND modified_at < ? ORDER BY id LIMIT ?`), tenant, after, formatTime(before), limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Resource, 0, len(rows))
+	for _, row := range rows {
+		r, err := row.resource(UserKind)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// MarkSeen stamps the memberships of ids in group with run: a full pull
+// saw them.
+func (tx *Tx) MarkSeen(tenant int64, groupID string, ids []string, run int64) error {
+	for _, part := range chunks(dedupe(ids)) {
+		q, args, err := inQuery(`UPDATE memberships SET seen = ? WHERE tenant_id = ? AND group_id = ? AND member_id IN (?)`, run, tenant, groupID, part)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.exec(q, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SweepUnseen removes the memberships of group that run did not see.
+func (tx *Tx) SweepUnseen(tenant int64, groupID string, run int64) (removed int, err error) {
+	res, err := tx.exec(`DELETE FROM memberships WHERE tenant_id = ? AND group_id = ? AND (seen IS NULL OR seen <> ?)`, tenant, groupID, run)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	return int(n), tx.touchIf(tenant, groupID, int(n))
+}
+
+// LoadDeltaLink returns a stored delta link and when it was saved ("" when none).
+func (db *DB) LoadDeltaLink(ctx context.Context, tenant int64, key string) (string, time.Time, error) {
+	var r struct {
+		Link    string `db:"link"`
+		SavedAt string `db:"saved_at"`
+	}
+	err := db.read.GetContext(ctx, &r, db.read.Rebind(`SELECT link, saved_at FROM delta_tokens WHERE tenant_id = ? AND key = ?`), tenant, key)
+	if errNoRows(err) {
+		return "", time.Time{}, nil
+	}
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return r.Link, parseTime(r.SavedAt), nil
+}
+
+// SaveDeltaLink stores a delta link.
+func (tx *Tx) SaveDeltaLink(tenant int64, key, link string) error {
+	_, err := tx.exec(`INSERT INTO delta_tokens (tenant_id, key, link, saved_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (tenant_id, key) DO UPDATE SET link = excluded.link, saved_at = excluded.saved_at`, tenant, key, link, formatTime(tx.now))
+	return err
+}
+
+// ForgetDeltaLinks drops a tenant's delta links whose keys are not in keep
+// (all of them when keep is empty).
+func (tx *Tx) ForgetDeltaLinks(tenant int64, keep []string) error {
+	q, args := `DELETE FROM delta_tokens WHERE tenant_id = ?`, []any{tenant}
+	if len(keep) > 0 {
+		q += ` AND key NOT IN (?)`
+		args = append(args, keep)
+	}
+	q, args, err := inQuery(q, args...)
+	if err != nil {
+		return err
+	}
+	_, err = tx.exec(q, args...)
+	return err
+}
+
+// AcquireLease takes the lease name for holder until ttl from now, when it
+// is free, expired, or already holder's (a renewal). It reports whether
+// holder has it.
+func (tx *Tx) AcquireLease(name, holder string, ttl time.Duration) (bool, error) {
+	var cur struct {
+		Holder    string `db:"holder"`
+		ExpiresAt string `db:"expires_at"`
+	}
+	err := tx.get(&cur, `SELECT holder, expires_at FROM leases WHERE name = ?`, name)
+	switch {
+	case errNoRows(err):
+	case err != nil:
+		return false, err
+	case cur.Holder != holder && parseTime(cur.ExpiresAt).After(tx.now):
+		return false, nil
+	}
+	_, err = tx.exec(`INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at`,
+		name, holder, formatTime(tx.now.Add(ttl)))
+	return err == nil, err
+}
+
+// ReleaseLease gives the lease up, if holder has it.
+func (tx *Tx) ReleaseLease(name, holder string) error {
+	_, err := tx.exec(`DELETE FROM leases WHERE name = ? AND holder = ?`, name, holder)
+	return err
+}
+
+// GetMany returns the resources of kind among ids, keyed by local id.
+func (db *DB) GetMany(ctx context.Context, tenant int64, kind Kind, ids []string) (map[string]Resource, error) {
+	out := make(map[string]Resource, len(ids))
+	for _, part := range chunks(dedupe(ids)) {
+		var rows []resourceRow
+		q, args, err := inQuery(`SELECT `+resourceColumns+` FROM `+kind.info().table+` WHERE tenant_id = ? AND id IN (?)`, tenant, part)
+		if err != nil {
+			return nil, err
+		}
+		if err := db.read.SelectContext(ctx, &rows, db.read.Rebind(q), args...); err != nil {
+			return nil, err
+		}
+		for _, row := range rows {
+			r, err := row.resource(kind)
+			if err != nil {
+				return nil, err
+			}
+			out[r.ID] = r
+		}
+	}
+	return out, nil
+}
+
+// MembershipPairs tells which (group, member) pairs among groups x members exist.
+func (db *DB) MembershipPairs(ctx context.Context, tenant int64, groups, members []string) (map[[2]string]bool, error) {
+	out := map[[2]string]bool{}
+	if len(groups) == 0 || len(members) == 0 {
+		return out, nil
+	}
+	for _, part := range chunks(dedupe(members)) {
+		var rows []struct {
+			Group  string `db:"group_id"`
+			Member string `db:"member_id"`
+		}
+		q, args, err := inQuery(`SELECT group_id, member_id FROM memberships WHERE tenant_id = ? AND group_id IN (?) AND member_id IN (?)`, tenant, groups, part)
+		if err != nil {
+			return nil, err
+		}
+		if err := db.read.SelectContext(ctx, &rows, db.read.Rebind(q), args...); err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out[[2]string{r.Group, r.Member}] = true
+		}
+	}
+	return out, nil
+}

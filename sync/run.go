@@ -1,0 +1,835 @@
+package sync
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	gosync "sync"
+	"time"
+
+	"github.com/entrasync/entrasync/graph"
+	"github.com/entrasync/entrasync/store"
+)
+
+// Source is Microsoft Graph as a run needs it; *graph.Client is one.
+type Source interface {
+	UsersDelta(ctx context.Context, link string) iter.Seq2[graph.UserPage, error]
+	GroupsDelta(ctx context.Context, link string, groupIDs []string) iter.Seq2[graph.GroupPage, error]
+	LatestUsersLink(ctx context.Context) (string, error)
+	UsersByID(ctx context.Context, ids []string) ([]graph.User, error)
+}
+
+// Connect makes the Source for a tenant's Graph connection.
+type Connect func(ctx context.Context, c store.GraphConnection) (Source, error)
+
+// Worker runs pulls: one tenant at a time per tenant, any number of
+// tenants side by side.
+type Worker struct {
+	DB      *store.DB
+	Tokens  DeltaTokens
+	Locks   Locker
+	Connect Connect
+	Key     []byte // opens the stored Graph credentials
+	Log     *slog.Logger
+	// TokenMaxAge is how old a delta link may be and still be used; Graph
+	// keeps directory delta state about 7 days. Default 7 days less 6 hours.
+	TokenMaxAge time.Duration
+	Now         func() time.Time
+
+	// beforeSave, when set, runs after a run's changes committed and before
+	// its delta links are saved (tests kill the process there).
+	beforeSave func()
+}
+
+// Options say how a run was asked for.
+type Options struct {
+	Trigger          string // schedule, cli, api, demo
+	Full             bool   // ignore stored delta links
+	ConfirmDeletions bool   // apply deprovisions over the threshold
+}
+
+// RunningError is the answer when a run of the tenant is already going.
+type RunningError struct{ Run store.Run }
+
+func (e *RunningError) Error() string {
+	if e.Run.ID == 0 {
+		return "a run of this tenant is already going"
+	}
+	return fmt.Sprintf("run %d of tenant %q is already going (started %s)", e.Run.ID, e.Run.Tenant, e.Run.StartedAt.Format(time.RFC3339))
+}
+
+// Run modes.
+const (
+	ModeDelta = "delta"
+	ModeFull  = "full"
+)
+
+func (w *Worker) now() time.Time {
+	if w.Now != nil {
+		return w.Now()
+	}
+	return time.Now()
+}
+
+func (w *Worker) log() *slog.Logger {
+	if w.Log != nil {
+		return w.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// RunOnce runs a pull of tenant now and returns its record.
+func (w *Worker) RunOnce(ctx context.Context, tenant string, opts Options) (store.Run, error) {
+	_, done, err := w.Start(ctx, tenant, opts)
+	if err != nil {
+		return store.Run{}, err
+	}
+	run := <-done
+	if run.Status == store.RunFailed {
+		return run, errors.New(run.Error)
+	}
+	return run, nil
+}
+
+// Start begins a pull of tenant and returns its record (status running)
+// and a channel that yields the finished record. It fails with a
+// *RunningError when a run of the tenant is going, here or elsewhere.
+func (w *Worker) Start(ctx context.Context, tenantName string, opts Options) (store.Run, <-chan store.Run, error) {
+	t, err := w.DB.Tenant(ctx, tenantName)
+	if err != nil {
+		return store.Run{}, nil, err
+	}
+	conn, err := w.DB.GraphConnection(ctx, tenantName, w.Key)
+	if err != nil {
+		return store.Run{}, nil, err
+	}
+	lease, err := w.Locks.Lock(ctx, fmt.Sprintf("run:tenant:%d", t.ID))
+	if errors.Is(err, ErrLocked) {
+		running, _, _ := w.DB.RunningRun(ctx, tenantName)
+		return store.Run{}, nil, &RunningError{Run: running}
+	}
+	if err != nil {
+		return store.Run{}, nil, fmt.Errorf("cannot take the run lock: %w", err)
+	}
+	r := &runner{w: w, t: t, conn: conn, opts: opts, cands: map[string]Deprovision{}, links: map[string]string{}}
+	mode, err := r.plan(ctx)
+	if err != nil {
+		lease.Release()
+		return store.Run{}, nil, err
+	}
+	var run store.Run
+	err = w.DB.Write(ctx, func(tx *store.Tx) error {
+		var err error
+		run, err = tx.StartRun(t, opts.Trigger, mode)
+		return err
+	})
+	if err != nil {
+		lease.Release()
+		return store.Run{}, nil, err
+	}
+	r.run = run
+	done := make(chan store.Run, 1)
+	go func() {
+		defer lease.Release()
+		// The run outlives the request that started it, not the process.
+		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		go func() {
+			select {
+			case <-lease.Lost():
+				cancel()
+			case <-runCtx.Done():
+			}
+		}()
+		done <- r.finish(runCtx, r.execute(runCtx))
+	}()
+	return run, done, nil
+}
+
+// runner is one run.
+type runner struct {
+	w     *Worker
+	t     store.Tenant
+	conn  store.GraphConnection
+	opts  Options
+	src   Source
+	run   store.Run
+	links map[string]string     // delta links to save at the end, by key
+	cands map[string]Deprovision // users to deprovision at the end, by local id
+	count Counts
+
+	chunks [][]string // the groups queries, as walked; saved as the manifest
+
+	mu gosync.Mutex // guards the throttling figures, reported from HTTP goroutines
+}
+
+// plan decides the mode: full when asked, or when any query lacks a usable
+// delta link (first run, a changed group set or selection, a gap longer
+// than a link's life). The groups queries are chunks of up to 50 ids; the
+// chunks of the last run are kept as a manifest beside their links.
+func (r *runner) plan(ctx context.Context) (string, error) {
+	if r.opts.Full {
+		return ModeFull, nil
+	}
+	maxAge := r.w.TokenMaxAge
+	if maxAge == 0 {
+		maxAge = 7*24*time.Hour - 6*time.Hour
+	}
+	load := func(key string) (string, bool, error) {
+		link, saved, err := r.w.Tokens.Load(ctx, r.t.ID, key)
+		if err != nil {
+			return "", false, err
+		}
+		return link, link != "" && r.w.now().Sub(saved) <= maxAge, nil
+	}
+	manifest, ok, err := load(r.manifestKey())
+	if err != nil || !ok {
+		return ModeFull, err
+	}
+	var chunks [][]string
+	if json.Unmarshal([]byte(manifest), &chunks) != nil {
+		return ModeFull, nil
+	}
+	queried, err := r.queriedGroups(ctx)
+	if err != nil {
+		return "", err
+	}
+	if !slices.Equal(lowerSorted(slices.Concat(chunks...)), queried) {
+		return ModeFull, nil // the group set changed
+	}
+	keys := []string{r.usersKey()}
+	for _, c := range chunks {
+		keys = append(keys, r.groupsKey(c))
+	}
+	for _, key := range keys {
+		link, ok, err := load(key)
+		if err != nil || !ok {
+			return ModeFull, err
+		}
+		r.links[key] = link
+	}
+	r.chunks = chunks
+	return ModeDelta, nil
+}
+
+// queriedGroups is the Entra ids of the groups whose deltas a run reads:
+// the assigned ones and, with nested expansion, those below them that an
+// earlier run found.
+func (r *runner) queriedGroups(ctx context.Context) ([]string, error) {
+	ids := lowerSorted(r.conn.Groups)
+	if !r.conn.Nested {
+		return ids, nil
+	}
+	scope, err := r.scope(ctx)
+	if err != nil {
+		return nil, err
+	}
+	found, err := r.w.DB.GetMany(ctx, r.t.ID, store.GroupKind, scope)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range found {
+		if g.EntraID != "" {
+			ids = append(ids, g.EntraID)
+		}
+	}
+	return lowerSorted(ids), nil
+}
+
+func lowerSorted(ids []string) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, strings.ToLower(id))
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// Delta link keys change with what their query asks (Graph endpoint,
+// directory, selection, groups), so a changed query finds no link.
+func (r *runner) usersKey() string {
+	return "users:" + shortHash(r.conn.GraphURL, r.conn.AzureTenantID, graph.UserSelect)
+}
+
+func (r *runner) groupsKey(chunk []string) string {
+	return "groups:" + shortHash(r.conn.GraphURL, r.conn.AzureTenantID, graph.GroupSelect, strings.Join(chunk, ","))
+}
+
+// manifestKey also changes with nested expansion: turning it on must list
+// the groups below the assigned ones from scratch.
+func (r *runner) manifestKey() string {
+	return "groups-manifest:" + shortHash(r.conn.GraphURL, r.conn.AzureTenantID, graph.GroupSelect, strconv.FormatBool(r.conn.Nested))
+}
+
+func shortHash(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return hex.EncodeToString(h[:12])
+}
+
+func chunked(ids []string, n int) [][]string {
+	var out [][]string
+	for len(ids) > 0 {
+		k := min(n, len(ids))
+		out = append(out, ids[:k])
+		ids = ids[k:]
+	}
+	return out
+}
+
+// execute runs the passes; a delta pass that Graph answers with a resync
+// becomes a full pass.
+func (r *runner) execute(ctx context.Context) error {
+	src, err := r.w.Connect(ctx, r.conn)
+	if err != nil {
+		return err
+	}
+	r.src = src
+	ctx = graph.WithWaitObserver(ctx, r.waited)
+	if r.run.Mode == ModeDelta {
+		err := r.deltaPass(ctx)
+		if !graph.IsResyncRequired(err) {
+			return err
+		}
+		r.w.log().Info("delta link refused by Graph; running a full sync", "tenant", r.t.Name, "run", r.run.ID)
+		r.run.Mode = ModeFull
+		r.cands = map[string]Deprovision{}
+		r.links = map[string]string{}
+	}
+	return r.fullPass(ctx)
+}
+
+func (r *runner) waited(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.run.ThrottleWaits++
+	r.run.ThrottleMS += d.Milliseconds()
+}
+
+// deltaPass applies what changed since the stored links.
+func (r *runner) deltaPass(ctx context.Context) error {
+	chunks := r.chunks
+	r.chunks = nil
+	if err := r.walkGroups(ctx, chunks); err != nil {
+		return err
+	}
+	key := r.usersKey()
+	for page, err := range r.src.UsersDelta(ctx, r.links[key]) {
+		if err != nil {
+			return err
+		}
+		r.run.Pages++
+		r.run.UsersSeen += len(page.Users)
+		if err := r.apply(ctx, Page{Users: page.Users}, 0); err != nil {
+			return err
+		}
+		if page.DeltaLink != "" {
+			r.links[key] = page.DeltaLink
+		}
+	}
+	return r.settle(ctx)
+}
+
+// fullPass reads every assigned group from scratch, refreshes every user
+// the pull manages, and removes what Graph no longer has in scope. The
+// users link is taken first, so changes made during the pass come with
+// the next delta.
+func (r *runner) fullPass(ctx context.Context) error {
+	link, err := r.src.LatestUsersLink(ctx)
+	if err != nil {
+		return err
+	}
+	r.links[r.usersKey()] = link
+	for k := range r.links {
+		if k != r.usersKey() {
+			delete(r.links, k)
+		}
+	}
+	r.chunks = nil
+	if err := r.walkGroups(ctx, chunked(lowerSorted(r.conn.Groups), graph.MaxGroupsPerQuery)); err != nil {
+		return err
+	}
+	if err := r.sweep(ctx); err != nil {
+		return err
+	}
+	if err := r.refreshUsers(ctx); err != nil {
+		return err
+	}
+	return r.settle(ctx)
+}
+
+// walkGroups walks the groups deltas chunk by chunk (from their links, or
+// from scratch), then, with nested expansion, the groups found below them,
+// in new chunks. The chunks walked become the manifest.
+func (r *runner) walkGroups(ctx context.Context, chunks [][]string) error {
+	walked := map[string]bool{}
+	for depth := 0; len(chunks) > 0; depth++ {
+		if depth > 16 {
+			return fmt.Errorf("nested groups go deeper than 16 levels")
+		}
+		var found []string
+		for _, chunk := range chunks {
+			key := r.groupsKey(chunk)
+			var mark int64
+			if r.run.Mode == ModeFull || r.links[key] == "" {
+				mark = r.run.ID // a listing from scratch: stamp what it sees
+			}
+			for page, err := range r.src.GroupsDelta(ctx, r.links[key], chunk) {
+				if err != nil {
+					return err
+				}
+				r.run.Pages++
+				r.run.GroupsSeen += len(page.Groups)
+				p := Page{Groups: page.Groups}
+				if r.conn.Nested {
+					found = append(found, r.stubNested(&p)...)
+				}
+				if err := r.apply(ctx, p, mark); err != nil {
+					return err
+				}
+				if page.DeltaLink != "" {
+					r.links[key] = page.DeltaLink
+				}
+			}
+			r.chunks = append(r.chunks, chunk)
+			for _, id := range chunk {
+				walked[id] = true
+			}
+		}
+		var next []string
+		for _, id := range lowerSorted(found) {
+			if !walked[id] {
+				next = append(next, id)
+			}
+		}
+		chunks = chunked(next, graph.MaxGroupsPerQuery)
+	}
+	return nil
+}
+
+// stubNested adds, for each nested group a page adds as a member, an item
+// for the group itself, so Diff links or creates it before the membership;
+// it returns their ids, to be walked in turn.
+func (r *runner) stubNested(p *Page) []string {
+	have := map[string]bool{}
+	for _, g := range p.Groups {
+		have[g.ID] = true
+	}
+	var found []string
+	for _, g := range p.Groups {
+		if g.Removed != "" {
+			continue
+		}
+		for _, m := range g.Members {
+			if m.Group && !m.Removed && !have[m.ID] {
+				have[m.ID] = true
+				found = append(found, m.ID)
+				p.Groups = append(p.Groups, graph.Group{ID: m.ID})
+			}
+		}
+	}
+	return found
+}
+
+// applyAttempts bounds the re-diffs of a page when a concurrent SCIM write
+// moved a resource between our read and our write.
+const applyAttempts = 4
+
+// apply diffs a page against the store and applies the result.
+func (r *runner) apply(ctx context.Context, p Page, mark int64) error {
+	if err := r.fetch(ctx, &p); err != nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		st, err := r.state(ctx, p, mark)
+		if err != nil {
+			return err
+		}
+		plan := Diff(p, st, store.NewID)
+		counts, err := Apply(ctx, r.w.DB, r.t.ID, plan.Changes)
+		if store.ErrorCode(err) == store.Precondition && attempt < applyAttempts {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		r.count.Add(counts)
+		for _, d := range plan.Deprovision {
+			r.propose(d)
+		}
+		return nil
+	}
+}
+
+func (r *runner) propose(d Deprovision) {
+	cur, ok := r.cands[d.UserID]
+	if ok {
+		d.Delete = d.Delete || cur.Delete
+		d.Disable = d.Disable && cur.Disable
+		d.Reason = cur.Reason
+	}
+	r.cands[d.UserID] = d
+}
+
+// fetch looks up the users a page's groups add that the store does not
+// know or holds inactive: their attributes, and whether they still exist.
+func (r *runner) fetch(ctx context.Context, p *Page) error {
+	var adds []string
+	for _, g := range p.Groups {
+		if g.Removed != "" {
+			continue
+		}
+		for _, m := range g.Members {
+			if !m.Group && !m.Removed {
+				adds = append(adds, m.ID)
+			}
+		}
+	}
+	if len(adds) == 0 {
+		return nil
+	}
+	adds = lowerSorted(adds)
+	known, err := r.w.DB.ByEntraID(ctx, r.t.ID, store.UserKind, adds)
+	if err != nil {
+		return err
+	}
+	var need []string
+	for _, id := range adds {
+		if u, ok := known[id]; !ok || !u.Active() {
+			need = append(need, id)
+		}
+	}
+	for _, chunk := range chunked(need, graph.MaxIDsPerLookup) {
+		users, err := r.src.UsersByID(ctx, chunk)
+		if err != nil {
+			return err
+		}
+		r.run.UsersSeen += len(users)
+		p.Fetched = append(p.Fetched, users...)
+	}
+	return nil
+}
+
+// state reads what the store holds that a page touches.
+func (r *runner) state(ctx context.Context, p Page, mark int64) (State, error) {
+	db, tenant := r.w.DB, r.t.ID
+	st := State{Nested: r.conn.Nested, Mark: mark, UserMatches: map[string]store.Resource{}, GroupMatches: map[string]store.Resource{}}
+	var groupIDs, userIDs []string
+	for _, g := range p.Groups {
+		groupIDs = append(groupIDs, g.ID)
+		for _, m := range g.Members {
+			if m.Group {
+				groupIDs = append(groupIDs, m.ID)
+			} else {
+				userIDs = append(userIDs, m.ID)
+			}
+		}
+	}
+	for _, list := range [][]graph.User{p.Users, p.Fetched} {
+		for _, u := range list {
+			userIDs = append(userIDs, u.ID)
+		}
+	}
+	var err error
+	if st.Groups, err = db.ByEntraID(ctx, tenant, store.GroupKind, groupIDs); err != nil {
+		return State{}, err
+	}
+	if st.Users, err = db.ByEntraID(ctx, tenant, store.UserKind, userIDs); err != nil {
+		return State{}, err
+	}
+	for _, g := range p.Groups {
+		if _, linked := st.Groups[g.ID]; linked || g.Removed != "" {
+			continue
+		}
+		m, ok, err := db.FindGroupForEntra(ctx, tenant, g.ID)
+		if err != nil {
+			return State{}, err
+		}
+		if ok {
+			st.GroupMatches[g.ID] = m
+		}
+	}
+	for _, u := range p.Fetched {
+		if _, linked := st.Users[u.ID]; linked {
+			continue
+		}
+		m, ok, err := db.FindUserForEntra(ctx, tenant, u.ID, u.UserPrincipalName)
+		if err != nil {
+			return State{}, err
+		}
+		if ok {
+			st.UserMatches[u.ID] = m
+		}
+	}
+	var localUsers, localGroups []string
+	for _, u := range st.Users {
+		localUsers = append(localUsers, u.ID)
+	}
+	for _, g := range st.Groups {
+		localGroups = append(localGroups, g.ID)
+	}
+	scope, err := r.scope(ctx)
+	if err != nil {
+		return State{}, err
+	}
+	if st.InScope, err = db.MembersOfAny(ctx, tenant, localUsers, scope); err != nil {
+		return State{}, err
+	}
+	members := append(slices.Clone(localUsers), localGroups...)
+	if st.Members, err = db.MembershipPairs(ctx, tenant, localGroups, members); err != nil {
+		return State{}, err
+	}
+	return st, nil
+}
+
+// scope is the local ids of the groups in scope now.
+func (r *runner) scope(ctx context.Context) ([]string, error) {
+	assigned, err := r.w.DB.ByEntraID(ctx, r.t.ID, store.GroupKind, r.conn.Groups)
+	if err != nil {
+		return nil, err
+	}
+	roots := make([]string, 0, len(assigned))
+	for _, g := range assigned {
+		roots = append(roots, g.ID)
+	}
+	return r.w.DB.ScopeGroups(ctx, r.t.ID, roots, r.conn.Nested)
+}
+
+// sweep, after a full walk, removes the memberships of the walked groups
+// that the walk did not see.
+func (r *runner) sweep(ctx context.Context) error {
+	scope, err := r.scope(ctx)
+	if err != nil {
+		return err
+	}
+	cs := ChangeSet{}
+	for _, g := range scope {
+		cs = append(cs, Change{Op: SweepMembers, ID: g, Mark: r.run.ID})
+	}
+	counts, err := Apply(ctx, r.w.DB, r.t.ID, cs)
+	r.count.Add(counts)
+	return err
+}
+
+// refreshUsers, in a full pass, looks up every user the pull manages that
+// this run has not written yet: attributes may have changed while no delta
+// link was kept, and users Graph no longer returns are gone.
+func (r *runner) refreshUsers(ctx context.Context) error {
+	after := ""
+	for {
+		users, err := r.w.DB.PulledUsers(ctx, r.t.ID, after, graph.MaxIDsPerLookup, r.run.StartedAt)
+		if err != nil || len(users) == 0 {
+			return err
+		}
+		after = users[len(users)-1].ID
+		ids := make([]string, len(users))
+		for i, u := range users {
+			ids[i] = u.EntraID
+		}
+		found, err := r.src.UsersByID(ctx, ids)
+		if err != nil {
+			return err
+		}
+		r.run.UsersSeen += len(found)
+		present := map[string]bool{}
+		for _, u := range found {
+			present[u.ID] = true
+		}
+		for _, u := range users {
+			if !present[u.EntraID] {
+				r.propose(Deprovision{UserID: u.ID, Reason: "no longer in Entra"})
+			}
+		}
+		if err := r.apply(ctx, Page{Users: found}, 0); err != nil {
+			return err
+		}
+	}
+}
+
+// settle ends a pass: groups no longer in scope lose their members, users
+// left in no group in scope join the deprovision candidates, and the
+// candidates are applied unless they are more than the tenant allows.
+func (r *runner) settle(ctx context.Context) error {
+	scope, err := r.scope(ctx)
+	if err != nil {
+		return err
+	}
+	outside, err := r.w.DB.PulledGroupsOutside(ctx, r.t.ID, scope)
+	if err != nil {
+		return err
+	}
+	cs := ChangeSet{}
+	for _, g := range outside {
+		cs = append(cs, Change{Op: SetMembers, ID: g, Members: []string{}})
+	}
+	counts, err := Apply(ctx, r.w.DB, r.t.ID, cs)
+	if err != nil {
+		return err
+	}
+	r.count.Add(counts)
+	left, err := r.w.DB.PulledUsersOutside(ctx, r.t.ID, scope, r.conn.Deprovision != "delete")
+	if err != nil {
+		return err
+	}
+	for _, u := range left {
+		r.propose(Deprovision{UserID: u.ID, Reason: "in no assigned group"})
+	}
+	return r.deprovision(ctx)
+}
+
+// deprovision applies the candidates, or holds them all when they exceed
+// the tenant's threshold and no confirmation was given.
+func (r *runner) deprovision(ctx context.Context) error {
+	ids := make([]string, 0, len(r.cands))
+	for id := range r.cands {
+		ids = append(ids, id)
+	}
+	users, err := r.w.DB.GetMany(ctx, r.t.ID, store.UserKind, ids)
+	if err != nil {
+		return err
+	}
+	list := make([]Deprovision, 0, len(r.cands))
+	for _, d := range r.cands {
+		list = append(list, d)
+	}
+	cs, n := DeprovisionChanges(users, list, r.conn.Deprovision)
+	if n == 0 {
+		return nil
+	}
+	active, err := r.w.DB.CountPulledUsers(ctx, r.t.ID)
+	if err != nil {
+		return err
+	}
+	limit := threshold(r.conn, active)
+	if n > limit && !r.opts.ConfirmDeletions {
+		r.run.Status = store.RunHeld
+		r.run.Held = n
+		r.run.Error = fmt.Sprintf("held: %d users would be deprovisioned, more than the threshold of %d; "+
+			"confirm with `entrasync sync %s --confirm-deletions`, or raise the threshold", n, limit, r.t.Name)
+		return nil
+	}
+	for _, part := range chunkChanges(cs, 500) {
+		counts, err := Apply(ctx, r.w.DB, r.t.ID, part)
+		if err != nil {
+			return err
+		}
+		r.count.Add(counts)
+	}
+	return nil
+}
+
+// threshold is how many deprovisions a run may apply unconfirmed.
+func threshold(c store.GraphConnection, active int) int {
+	if c.ThresholdCount > 0 {
+		return c.ThresholdCount
+	}
+	pct := c.ThresholdPercent
+	if pct == 0 {
+		pct = 20
+	}
+	return active * pct / 100
+}
+
+func chunkChanges(cs ChangeSet, n int) []ChangeSet {
+	var out []ChangeSet
+	for len(cs) > 0 {
+		k := min(n, len(cs))
+		out = append(out, cs[:k])
+		cs = cs[k:]
+	}
+	return out
+}
+
+// DeprovisionChanges turns deprovision candidates into changes under the
+// tenant's policy ("deactivate" or "delete"): users gone from Entra are
+// deleted, disabled accounts deactivated, the rest as the policy says.
+// It returns how many users the changes affect; users already as asked
+// (inactive, or gone) are left out.
+func DeprovisionChanges(users map[string]store.Resource, list []Deprovision, policy string) (ChangeSet, int) {
+	sort.Slice(list, func(i, j int) bool { return list[i].UserID < list[j].UserID })
+	var cs ChangeSet
+	for _, d := range list {
+		u, ok := users[d.UserID]
+		if !ok {
+			continue
+		}
+		if d.Delete || (policy == "delete" && !d.Disable) {
+			cs = append(cs, Change{Op: Delete, Kind: store.UserKind, ID: u.ID})
+			continue
+		}
+		if !u.Active() {
+			continue
+		}
+		doc := copyDoc(u.Doc)
+		doc["active"] = false
+		cs = append(cs, Change{Op: Update, Resource: &store.Resource{Kind: store.UserKind, ID: u.ID, EntraID: u.EntraID, Doc: doc}, IfVersion: u.Version})
+	}
+	return cs, len(cs)
+}
+
+// finish records the run's end and saves its delta links, only when its
+// changes all committed and none are held.
+func (r *runner) finish(ctx context.Context, err error) store.Run {
+	if err == nil && r.run.Status == store.RunRunning {
+		if r.w.beforeSave != nil {
+			r.w.beforeSave()
+		}
+		err = r.saveLinks(ctx)
+		if err == nil {
+			r.run.Status = store.RunSucceeded
+		}
+	}
+	if err != nil {
+		if wait, throttled := graph.IsThrottled(err); throttled {
+			r.run.Status = store.RunThrottled
+			r.run.RetryAfterMS = wait.Milliseconds()
+		} else {
+			r.run.Status = store.RunFailed
+		}
+		r.run.Error = err.Error()
+	}
+	r.run.Changes, _ = json.Marshal(r.count)
+	// The record is written even when the run's context is gone.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	werr := r.w.DB.Write(wctx, func(tx *store.Tx) error { return tx.FinishRun(r.run) })
+	if werr != nil {
+		r.w.log().Error("recording a run failed", "tenant", r.t.Name, "run", r.run.ID, "err", werr)
+	}
+	finished := r.w.now()
+	r.run.FinishedAt = &finished
+	r.w.log().Info("pull finished", "tenant", r.t.Name, "run", r.run.ID, "trigger", r.run.Trigger, "mode", r.run.Mode,
+		"status", r.run.Status, "pages", r.run.Pages, "changes", string(r.run.Changes), "held", r.run.Held,
+		"throttle_waits", r.run.ThrottleWaits, "error", r.run.Error)
+	return r.run
+}
+
+func (r *runner) saveLinks(ctx context.Context) error {
+	manifest, _ := json.Marshal(r.chunks)
+	// The manifest goes last: until it is saved, the old one (and its
+	// links) stay in force.
+	keys := []string{r.usersKey()}
+	links := map[string]string{r.usersKey(): r.links[r.usersKey()], r.manifestKey(): string(manifest)}
+	for _, c := range r.chunks {
+		k := r.groupsKey(c)
+		keys, links[k] = append(keys, k), r.links[k]
+	}
+	keys = append(keys, r.manifestKey())
+	for _, key := range keys {
+		if links[key] == "" {
+			return fmt.Errorf("no delta link for query %s at the end of the run", key)
+		}
+		if err := r.w.Tokens.Save(ctx, r.t.ID, key, links[key]); err != nil {
+			return err
+		}
+	}
+	return r.w.Tokens.Forget(ctx, r.t.ID, keys)
+}
