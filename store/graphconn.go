@@ -69,7 +69,9 @@ func unseal(key []byte, tenant int64, sealed []byte) ([]byte, error) {
 	return pt, nil
 }
 
-func sealAD(tenant int64) []byte { return []byte("entrasync graph credential, tenant " + strconv.FormatInt(tenant, 10)) }
+func sealAD(tenant int64) []byte {
+	return []byte("entrasync graph credential, tenant " + strconv.FormatInt(tenant, 10))
+}
 
 func newGCM(key []byte) (cipher.AEAD, error) {
 	if len(key) == 0 {

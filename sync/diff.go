@@ -33,10 +33,10 @@ type State struct {
 // gathered over the whole run and applied at its end, all of them or (over
 // the tenant's threshold) none.
 type Deprovision struct {
-	UserID string
-	Reason string // why, for the log and the run record
-	Delete bool   // delete whatever the policy (gone from Entra); else the policy decides
-	Disable bool  // deactivate whatever the policy (the account is disabled in Entra)
+	UserID  string
+	Reason  string // why, for the log and the run record
+	Delete  bool   // delete whatever the policy (gone from Entra); else the policy decides
+	Disable bool   // deactivate whatever the policy (the account is disabled in Entra)
 }
 
 // Plan is the result of Diff.

@@ -163,7 +163,7 @@ type runner struct {
 	opts  Options
 	src   Source
 	run   store.Run
-	links map[string]string     // delta links to save at the end, by key
+	links map[string]string      // delta links to save at the end, by key
 	cands map[string]Deprovision // users to deprovision at the end, by local id
 	count Counts
 
