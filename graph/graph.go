@@ -208,3 +208,16 @@ func scopeFor(u *url.URL) string {
 	}
 	return "https://graph.microsoft.com/.default"
 }
+
+// CheckCertificate reports whether pemBytes holds a certificate and its
+// private key, as a certificate credential needs.
+func CheckCertificate(pemBytes []byte) error {
+	certs, key, err := azidentity.ParseCertificates(pemBytes, nil)
+	if err != nil {
+		return err
+	}
+	if len(certs) == 0 || key == nil {
+		return errors.New("the file needs a certificate and its private key, PEM-encoded")
+	}
+	return nil
+}

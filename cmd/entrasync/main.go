@@ -64,9 +64,14 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
-var commands []*command
-
-func register(c *command) { commands = append(commands, c) }
+// commands in the order help lists them.
+var commands = []*command{
+	serveCmd, demoCmd,
+	tenantCreateCmd, tenantListCmd, tenantShowCmd, tenantGraphCmd, tenantDeleteCmd,
+	tokenCreateCmd, tokenListCmd, tokenRevokeCmd,
+	syncCmd,
+	opskeyCreateCmd, opskeyListCmd, opskeyRevokeCmd,
+}
 
 // Main runs entrasync with args (without the program name) and returns the
 // process exit code.
@@ -102,6 +107,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 		return 0
 	}
 	fmt.Fprintf(stderr, "entrasync %s: %v\n", c.name, err)
+	var xe *exitError
+	if errors.As(err, &xe) {
+		return xe.code
+	}
 	var ue *usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(stderr, "usage: entrasync %s %s\n", c.name, c.args)

@@ -262,7 +262,7 @@ func TestCommandLineErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
-		{[]string{"tenant"}, 2, "needs a subcommand: create, list, delete"},
+		{[]string{"tenant"}, 2, "needs a subcommand: create, list, show, graph, delete"},
 		{[]string{"tenant", "create", "--db", db}, 2, "want 1 argument(s), got 0"},
 		{[]string{"tenant", "create", "a", "b", "--db", db}, 2, "want 1 argument(s), got 2"},
 		{[]string{"tenant", "list", "--bogus"}, 2, "flag provided but not defined: -bogus"},

@@ -4,17 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
 
+	"github.com/entrasync/entrasync/config"
 	"github.com/entrasync/entrasync/scim"
 	"github.com/entrasync/entrasync/store"
+	"github.com/entrasync/entrasync/sync"
+	"github.com/entrasync/entrasync/sync/opsapi"
 )
 
-func init() {
-	register(&command{name: "serve", summary: "serve the SCIM 2.0 endpoint and /healthz", run: serve})
-}
+var serveCmd = &command{name: "serve", summary: "serve the SCIM endpoint, the ops API and /healthz, and pull connected tenants on schedule", run: serve}
 
 func serve(e *env, inv *invocation) error {
 	cfg := inv.cfg
@@ -24,15 +26,36 @@ func serve(e *env, inv *invocation) error {
 		return err
 	}
 	defer db.Close()
-	ln, err := net.Listen("tcp", cfg.Addr)
+	ln, err := listen(cfg)
 	if err != nil {
-		return fmt.Errorf("cannot listen on %s (setting addr, flag --addr): %v", cfg.Addr, err)
+		return err
 	}
 	public := cfg.Public(ln.Addr().String())
 	if err := bootstrap(e, db, public); err != nil {
 		ln.Close()
 		return err
 	}
+	w, closeWorker, err := newWorker(cfg, db, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer closeWorker()
+	sched := &sync.Scheduler{Worker: w, Workers: cfg.SyncWorkers, Jitter: cfg.SyncJitter, DefaultSchedule: cfg.SyncSchedule, Log: log}
+	return runService(e, cfg, db, log, ln, public, w, sched)
+}
+
+func listen(cfg config.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on %s (setting addr, flag --addr): %v", cfg.Addr, err)
+	}
+	return ln, nil
+}
+
+// runService serves SCIM, the ops API and /healthz on ln, and runs the
+// scheduler, until the context ends; then it shuts down cleanly.
+func runService(e *env, cfg config.Config, db *store.DB, log *slog.Logger, ln net.Listener, public string, w *sync.Worker, sched *sync.Scheduler) error {
 	srv := scim.New(scim.Config{DB: db, PublicURL: public, BodyLimit: cfg.BodyLimit, RateLimit: cfg.RateLimit, Log: log})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -45,6 +68,7 @@ func serve(e *env, inv *invocation) error {
 		}
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	})
+	mux.Handle("/ops/", &opsapi.Handler{Worker: w, Log: log})
 	mux.Handle("/", srv.Handler())
 	httpSrv := &http.Server{
 		Handler:           mux,
@@ -54,20 +78,33 @@ func serve(e *env, inv *invocation) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
-	fmt.Fprintf(e.stdout, "entrasync is serving the SCIM endpoint at %s%s (listening on %s)\n", public, scim.BasePath, ln.Addr())
+	ctx, stop := context.WithCancel(e.ctx)
+	defer stop()
+	schedDone := make(chan struct{})
+	go func() {
+		defer close(schedDone)
+		sched.Run(ctx)
+	}()
+	fmt.Fprintf(e.stdout, "entrasync is serving the SCIM endpoint at %s%s and the ops API at %s/ops/v1 (listening on %s)\n",
+		public, scim.BasePath, public, ln.Addr())
 	log.Info("serving", "addr", ln.Addr().String(), "scim", public+scim.BasePath)
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
 	case <-e.ctx.Done():
 	}
 	log.Info("shutting down")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	stop()
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := httpSrv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
+	if err := httpSrv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && serveErr == nil {
+		serveErr = err
+	}
+	<-schedDone
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
 	}
 	fmt.Fprintln(e.stdout, "entrasync stopped")
 	return nil

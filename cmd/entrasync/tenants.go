@@ -11,21 +11,24 @@ import (
 	"github.com/entrasync/entrasync/store"
 )
 
-func init() {
-	register(&command{name: "tenant create", args: "NAME", nargs: 1,
-		summary: "create a tenant and print its Tenant URL and Secret Token", run: tenantCreate})
-	register(&command{name: "tenant list", summary: "list tenants", run: tenantList})
-	register(&command{name: "tenant delete", args: "NAME --yes", nargs: 1,
-		summary: "delete a tenant with all its users, groups and tokens",
-		flags:   func(fs *flag.FlagSet) any { return fs.Bool("yes", false, "confirm the deletion") },
-		run:     tenantDelete})
-	register(&command{name: "token create", args: "TENANT", nargs: 1,
-		summary: "issue another Secret Token for a tenant", run: tokenCreate})
-	register(&command{name: "token list", args: "TENANT", nargs: 1,
-		summary: "list a tenant's tokens (never their secrets)", run: tokenList})
-	register(&command{name: "token revoke", args: "TOKEN-ID", nargs: 1,
-		summary: "revoke a token at once, also for running servers", run: tokenRevoke})
-}
+var tenantCreateCmd = &command{name: "tenant create", args: "NAME", nargs: 1,
+	summary: "create a tenant and print its Tenant URL and Secret Token", run: tenantCreate}
+
+var tenantListCmd = &command{name: "tenant list", summary: "list tenants", run: tenantList}
+
+var tenantDeleteCmd = &command{name: "tenant delete", args: "NAME --yes", nargs: 1,
+	summary: "delete a tenant with all its users, groups and tokens",
+	flags:   func(fs *flag.FlagSet) any { return fs.Bool("yes", false, "confirm the deletion") },
+	run:     tenantDelete}
+
+var tokenCreateCmd = &command{name: "token create", args: "TENANT", nargs: 1,
+	summary: "issue another Secret Token for a tenant", run: tokenCreate}
+
+var tokenListCmd = &command{name: "token list", args: "TENANT", nargs: 1,
+	summary: "list a tenant's tokens (never their secrets)", run: tokenList}
+
+var tokenRevokeCmd = &command{name: "token revoke", args: "TOKEN-ID", nargs: 1,
+	summary: "revoke a token at once, also for running servers", run: tokenRevoke}
 
 // credentials is what an admin pastes into Entra's provisioning page.
 type credentials struct {

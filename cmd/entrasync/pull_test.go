@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"math/rand"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/entrasync/entrasync/graph/graphtest"
+)
+
+const (
+	testAzureTenant = "6f1b2a3c-1111-4222-8333-944445555666"
+	testClientID    = "0c5e8f4a-aaaa-4bbb-8ccc-dddddddddddd"
+	testSecretKey   = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes, base64
+)
+
+// pullEnv is a fake Graph with a sample directory and a database with a
+// tenant, and an environment holding the secret key and the client secret.
+type pullEnv struct {
+	fake   *graphtest.Server
+	dir    *graphtest.Directory
+	groups []string
+	db     string
+	env    map[string]string
+}
+
+func newPullEnv(t *testing.T) *pullEnv {
+	t.Helper()
+	fake := graphtest.NewServer(graphtest.Options{PageSize: 20})
+	t.Cleanup(fake.Close)
+	fake.AddApp(testAzureTenant, testClientID, "the-client-secret")
+	graphHTTPClient = fake.Client()
+	t.Cleanup(func() { graphHTTPClient = nil })
+	p := &pullEnv{fake: fake, dir: fake.Tenant(testAzureTenant), db: filepath.Join(t.TempDir(), "es.db"),
+		env: map[string]string{"ENTRASYNC_SECRET_KEY": testSecretKey, "GRAPH_SECRET": "the-client-secret"}}
+	p.groups = p.dir.Populate(rand.New(rand.NewSource(11)), 60, 4)
+	sort.Strings(p.groups)
+	mustRun(t, "tenant", "create", "acme", "--db", p.db)
+	return p
+}
+
+func (p *pullEnv) run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), append(args, "--db", p.db), &out, &errb, func(k string) string { return p.env[k] })
+	return out.String(), errb.String(), code
+}
+
+func (p *pullEnv) connect(t *testing.T, extra ...string) {
+	t.Helper()
+	args := append([]string{"tenant", "graph", "acme", "--tenant-id", testAzureTenant, "--client-id", testClientID,
+		"--client-secret-env", "GRAPH_SECRET", "--groups", p.groups[0] + "," + p.groups[1],
+		"--authority-host", p.fake.URL(), "--graph-url", p.fake.URL()}, extra...)
+	if out, errOut, code := p.run(t, args...); code != 0 {
+		t.Fatalf("tenant graph: %d %s %s", code, out, errOut)
+	}
+}
+
+func TestTenantGraphCommand(t *testing.T) {
+	p := newPullEnv(t)
+	base := []string{"tenant", "graph", "acme", "--tenant-id", testAzureTenant, "--client-id", testClientID, "--groups", p.groups[0]}
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{append(base, "--client-secret-env", "NOPE"), nil, "environment variable NOPE is empty or unset"},
+		{base, nil, "give the app's credential"},
+		{[]string{"tenant", "graph", "acme", "--tenant-id", "not-a-guid"}, nil, "is not a tenant id"},
+		{append(base, "--client-secret-env", "GRAPH_SECRET", "--groups", "x,y"), nil, "is not a group object id"},
+		{append(base, "--client-secret-env", "GRAPH_SECRET", "--schedule", "daily"), nil, "want a cron spec"},
+		{append(base, "--client-secret-env", "GRAPH_SECRET", "--deprovision", "vanish"), nil, "must be deactivate or delete"},
+		{append(base, "--client-secret-env", "GRAPH_SECRET", "--threshold", "150%"), nil, "from 1% to 100%"},
+		{append(base, "--client-secret-env", "GRAPH_SECRET", "--graph-url", "http://graph.example.com"), nil, "must use https"},
+		{append(base, "--client-secret-env", "GRAPH_SECRET", "--certificate", "x.pem"), nil, "give one of"},
+		{append(base, "--client-secret-env", "GRAPH_SECRET"), map[string]string{"GRAPH_SECRET": "s"}, "ENTRASYNC_SECRET_KEY is not set"},
+		{[]string{"tenant", "graph", "nobody", "--client-secret-env", "GRAPH_SECRET"}, nil, `no tenant "nobody"`},
+	}
+	for _, tc := range tests {
+		saved := p.env
+		if tc.env != nil {
+			p.env = tc.env
+		}
+		out, errOut, code := p.run(t, tc.args...)
+		p.env = saved
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, %q %q; want an error with %q", tc.args, code, out, errOut, tc.want)
+		}
+	}
+
+	p.connect(t, "--schedule", "@every 30m", "--threshold", "50%")
+	// Change one setting; the rest, the secret included, stays.
+	out, _, code := p.run(t, "tenant", "graph", "acme", "--schedule", "@every 2h", "--json")
+	if code != 0 || strings.Contains(out, "the-client-secret") {
+		t.Fatalf("update: %d %s", code, out)
+	}
+	var shown map[string]any
+	json.Unmarshal([]byte(out), &shown)
+	if shown["schedule"] != "@every 2h" || shown["threshold"] != "50%" || shown["credential"] != "secret (encrypted)" {
+		t.Fatalf("updated connection: %v", shown)
+	}
+	out, _, _ = p.run(t, "tenant", "show", "acme")
+	if !strings.Contains(out, "@every 2h") || strings.Contains(out, "the-client-secret") {
+		t.Fatalf("tenant show: %s", out)
+	}
+}
+
+func TestSyncCommand(t *testing.T) {
+	p := newPullEnv(t)
+	_, errOut, code := p.run(t, "sync", "acme")
+	if code != 1 || !strings.Contains(errOut, "no Graph connection") {
+		t.Fatalf("sync before connecting: %d %s", code, errOut)
+	}
+	p.connect(t)
+	out, errOut, code := p.run(t, "sync", "acme", "--json")
+	if code != 0 {
+		t.Fatalf("sync: %d %s %s", code, out, errOut)
+	}
+	var run map[string]any
+	if err := json.Unmarshal([]byte(out), &run); err != nil {
+		t.Fatal(err)
+	}
+	changes := run["changes"].(map[string]any)
+	if run["status"] != "succeeded" || run["mode"] != "full" || run["trigger"] != "cli" || changes["usersCreated"].(float64) == 0 {
+		t.Fatalf("first sync: %v", run)
+	}
+	out, _, _ = p.run(t, "sync", "acme")
+	if !strings.Contains(out, "succeeded") || !strings.Contains(out, "delta") {
+		t.Fatalf("second sync: %s", out)
+	}
+	out, _, _ = p.run(t, "sync", "--full", "acme")
+	if !strings.Contains(out, "full") {
+		t.Fatalf("--full: %s", out)
+	}
+	// Over the threshold: held (exit 3) until confirmed.
+	p.run(t, "tenant", "graph", "acme", "--threshold", "1")
+	for _, u := range p.dir.Members(p.groups[0])[:5] {
+		p.dir.RemoveMember(p.groups[0], u)
+	}
+	_, errOut, code = p.run(t, "sync", "acme")
+	if code != exitHeld || !strings.Contains(errOut, "--confirm-deletions") {
+		t.Fatalf("held sync: %d %s", code, errOut)
+	}
+	if _, errOut, code = p.run(t, "sync", "acme", "--confirm-deletions"); code != 0 {
+		t.Fatalf("confirmed sync: %d %s", code, errOut)
+	}
+	if out, _, _ := p.run(t, "tenant", "show", "acme", "--json"); !strings.Contains(out, `"held"`) {
+		t.Fatalf("tenant show lists no runs: %s", out)
+	}
+}
+
+func TestOpsAPI(t *testing.T) {
+	p := newPullEnv(t)
+	p.connect(t)
+	var key map[string]string
+	out, _, _ := p.run(t, "opskey", "create", "ci", "--json")
+	if err := json.Unmarshal([]byte(out), &key); err != nil || key["name"] != "ci" || !strings.HasPrefix(key["key"], "eso_") {
+		t.Fatalf("opskey create: %s", out)
+	}
+	if _, errOut, code := p.run(t, "opskey", "create", "ci"); code != 1 || !strings.Contains(errOut, "exists") {
+		t.Fatalf("duplicate ops key: %s", errOut)
+	}
+	mustRun(t, "tenant", "create", "unconnected", "--db", p.db)
+
+	s := startServeEnv(t, p)
+	call := func(method, path, token string) (int, map[string]any, []byte) {
+		req, _ := http.NewRequest(method, s.base+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		var m map[string]any
+		json.Unmarshal(body, &m)
+		return res.StatusCode, m, body
+	}
+	if code, _, _ := call("POST", "/ops/v1/tenants/acme/sync", ""); code != 401 {
+		t.Fatalf("no key: %d", code)
+	}
+	if code, _, _ := call("POST", "/ops/v1/tenants/acme/sync", "eso_wrong"); code != 401 {
+		t.Fatalf("wrong key: %d", code)
+	}
+	p.fake.SetLatency(200 * time.Millisecond) // so the first run is still going
+	code, first, body := call("POST", "/ops/v1/tenants/acme/sync?full=true", key["key"])
+	if code != 202 || first["status"] != "running" || first["mode"] != "full" || first["trigger"] != "api" || first["id"] == nil {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	code, second, body := call("POST", "/ops/v1/tenants/acme/sync", key["key"])
+	if code != 409 || second["run"].(map[string]any)["id"] != first["id"] {
+		t.Fatalf("second start while running: %d %s", code, body)
+	}
+	p.fake.SetLatency(0)
+	id := int(first["id"].(float64))
+	runPath := "/ops/v1/tenants/acme/runs/" + itoa(id)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, run, body := call("GET", runPath, key["key"])
+		if code != 200 {
+			t.Fatalf("GET run: %d %s", code, body)
+		}
+		if run["status"] != "running" {
+			if run["status"] != "succeeded" || run["finishedAt"] == nil || run["changes"].(map[string]any)["usersCreated"].(float64) == 0 {
+				t.Fatalf("finished run: %s", body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the run did not finish")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	req, _ := http.NewRequest("GET", s.base+"/ops/v1/tenants/acme/runs?limit=5", nil)
+	req.Header.Set("Authorization", "Bearer "+key["key"])
+	res, _ := http.DefaultClient.Do(req)
+	var runs []map[string]any
+	json.NewDecoder(res.Body).Decode(&runs)
+	res.Body.Close()
+	if len(runs) != 1 || runs[0]["id"] != first["id"] {
+		t.Fatalf("runs: %v", runs)
+	}
+	for path, want := range map[string]int{
+		"/ops/v1/tenants/nobody/runs":          404,
+		"/ops/v1/tenants/acme/runs/99999":      404,
+		"/ops/v1/tenants/acme/runs?limit=zero": 400,
+		"/ops/v1/tenants/acme/widgets":         404,
+	} {
+		if code, _, body := call("GET", path, key["key"]); code != want {
+			t.Errorf("GET %s: %d %s, want %d", path, code, body, want)
+		}
+	}
+	if code, _, body := call("POST", "/ops/v1/tenants/unconnected/sync", key["key"]); code != 404 || !strings.Contains(string(body), "no Graph connection") {
+		t.Errorf("sync of an unconnected tenant: %d %s", code, body)
+	}
+	mustRunEnv(t, p, "opskey", "revoke", "ci")
+	if code, _, _ := call("GET", "/ops/v1/tenants/acme/runs", key["key"]); code != 401 {
+		t.Fatalf("revoked key: %d", code)
+	}
+}
+
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+func mustRunEnv(t *testing.T, p *pullEnv, args ...string) string {
+	t.Helper()
+	out, errOut, code := p.run(t, args...)
+	if code != 0 {
+		t.Fatalf("%v: %d %s %s", args, code, out, errOut)
+	}
+	return out
+}
+
+// startServeEnv runs serve on p's database with p's environment.
+func startServeEnv(t *testing.T, p *pullEnv) *server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &server{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--db", p.db}, s.stdout, s.stderr, func(k string) string { return p.env[k] })
+	}()
+	s.stop = func() int { cancel(); return <-done }
+	t.Cleanup(func() { s.stop() })
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := listening.FindStringSubmatch(s.stdout.String()); m != nil {
+			s.base = "http://" + m[1]
+			return s
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("serve did not start: %s %s", s.stdout, s.stderr)
+	return nil
+}

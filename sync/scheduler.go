@@ -1,0 +1,182 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	gosync "sync"
+	"time"
+
+	"github.com/entrasync/entrasync/store"
+	"github.com/robfig/cron/v3"
+)
+
+// Scheduler pulls every connected tenant on its own cron schedule: each run
+// delayed by a random jitter, so tenants on one schedule spread out, and at
+// most Workers tenants at once, which keeps the app inside Graph's
+// per-app budget. Connections are re-read every Reload, so tenants added
+// or changed from the command line are picked up.
+type Scheduler struct {
+	Worker          *Worker
+	Workers         int           // tenants pulled at once; default 4
+	Jitter          time.Duration // largest random delay before a scheduled run
+	DefaultSchedule string        // for a connection without one; default every 40 minutes
+	Reload          time.Duration // default one minute
+	Log             *slog.Logger
+
+	cron    *cron.Cron
+	sem     chan struct{}
+	mu      gosync.Mutex
+	entries map[string]entry // by tenant
+	wg      gosync.WaitGroup
+}
+
+type entry struct {
+	id   cron.EntryID
+	spec string
+}
+
+// parser reads standard five-field specs and descriptors (@every 40m, @hourly).
+var parser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// ParseSchedule checks a schedule spec.
+func ParseSchedule(spec string) (cron.Schedule, error) { return parser.Parse(spec) }
+
+// Run schedules until ctx ends, then waits for the runs going to finish.
+func (s *Scheduler) Run(ctx context.Context) error {
+	if s.Workers <= 0 {
+		s.Workers = 4
+	}
+	if s.DefaultSchedule == "" {
+		s.DefaultSchedule = "@every 40m"
+	}
+	if s.Reload <= 0 {
+		s.Reload = time.Minute
+	}
+	if s.Log == nil {
+		s.Log = slog.New(slog.DiscardHandler)
+	}
+	s.sem = make(chan struct{}, s.Workers)
+	s.entries = map[string]entry{}
+	s.cron = cron.New(cron.WithParser(parser), cron.WithLocation(time.UTC))
+	s.cron.Start()
+	defer func() {
+		<-s.cron.Stop().Done()
+		s.wg.Wait()
+	}()
+	t := time.NewTicker(s.Reload)
+	defer t.Stop()
+	for {
+		if err := s.reload(ctx); err != nil && ctx.Err() == nil {
+			s.Log.Error("reading Graph connections failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// reload makes the cron entries match the stored connections.
+func (s *Scheduler) reload(ctx context.Context) error {
+	conns, err := s.Worker.DB.GraphConnections(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{}
+	for _, c := range conns {
+		seen[c.Tenant] = true
+		spec := c.Schedule
+		if spec == "" {
+			spec = s.DefaultSchedule
+		}
+		if e, ok := s.entries[c.Tenant]; ok && e.spec == spec {
+			continue
+		} else if ok {
+			s.cron.Remove(e.id)
+		}
+		tenant := c.Tenant
+		id, err := s.cron.AddFunc(spec, func() { s.fire(ctx, tenant, spec) })
+		if err != nil {
+			s.Log.Error("a tenant's schedule does not parse; it is not pulled", "tenant", tenant, "schedule", spec, "err", err)
+			continue
+		}
+		s.entries[tenant] = entry{id: id, spec: spec}
+		s.Log.Info("scheduled", "tenant", tenant, "schedule", spec)
+	}
+	for tenant, e := range s.entries {
+		if !seen[tenant] {
+			s.cron.Remove(e.id)
+			delete(s.entries, tenant)
+			s.Log.Info("unscheduled", "tenant", tenant)
+		}
+	}
+	return nil
+}
+
+// fire is one scheduled run: after the jitter, when a slot is free, unless
+// another node ran the tenant within half the schedule's interval.
+func (s *Scheduler) fire(ctx context.Context, tenant, spec string) {
+	if ctx.Err() != nil {
+		return
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	if s.Jitter > 0 && !sleepFor(ctx, rand.N(s.Jitter)) {
+		return
+	}
+	select {
+	case s.sem <- struct{}{}:
+		defer func() { <-s.sem }()
+	case <-ctx.Done():
+		return
+	}
+	if s.ranRecently(ctx, tenant, spec) {
+		return
+	}
+	run, err := s.Worker.RunOnce(ctx, tenant, Options{Trigger: "schedule"})
+	var running *RunningError
+	switch {
+	case errors.As(err, &running):
+		s.Log.Debug("skipped: a run is going", "tenant", tenant)
+	case run.Status == store.RunThrottled && run.RetryAfterMS > 0:
+		// Come back when Graph says, not at the next tick.
+		wait := time.Duration(run.RetryAfterMS) * time.Millisecond
+		s.Log.Info("throttled by Graph; retrying", "tenant", tenant, "after", wait)
+		time.AfterFunc(wait, func() { s.fire(ctx, tenant, spec) })
+	case err != nil && run.ID == 0:
+		s.Log.Error("scheduled pull could not start", "tenant", tenant, "err", err)
+	}
+}
+
+// ranRecently reports whether a run of tenant started within half the
+// schedule's interval: with many nodes, every node's cron fires.
+func (s *Scheduler) ranRecently(ctx context.Context, tenant, spec string) bool {
+	sched, err := parser.Parse(spec)
+	if err != nil {
+		return false
+	}
+	now := time.Now()
+	next := sched.Next(now)
+	interval := sched.Next(next).Sub(next)
+	runs, err := s.Worker.DB.Runs(ctx, tenant, 1)
+	if err != nil || len(runs) == 0 {
+		return false
+	}
+	return now.Sub(runs[0].StartedAt) < interval/2
+}
+
+func sleepFor(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
