@@ -32,12 +32,11 @@ type Config struct {
 	BodyLimit int64   // body_limit: largest request body in bytes
 	RateLimit float64 // rate_limit: SCIM requests per second per tenant; 0 is unlimited
 
-	Redis          string // redis: redis:// URL for delta tokens and run locks; empty keeps both in the store
-	SecretKey      []byte // secret_key: 32-byte key that encrypts Graph client secrets (base64)
-	SyncSchedule   string // sync_schedule: default cron spec of a tenant's pull
-	SyncWorkers    int    // sync_workers: tenants pulled at once
-	SyncJitter     time.Duration
-	GraphPageLimit int // graph_page_limit: safety cap on pages per delta walk
+	Redis        string        // redis: redis:// URL for delta tokens and run locks; empty keeps both in the store
+	SecretKey    []byte        // secret_key: 32-byte key that encrypts Graph client secrets (base64)
+	SyncSchedule string        // sync_schedule: default cron spec of a tenant's pull
+	SyncWorkers  int           // sync_workers: tenants pulled at once
+	SyncJitter   time.Duration // sync_jitter: largest random delay before a scheduled pull
 }
 
 // setting describes one key: its name, help and how to parse it.
@@ -152,29 +151,20 @@ var settings = []setting{
 		c.SyncJitter = d
 		return nil
 	}, func(c *Config) string { return c.SyncJitter.String() }},
-	{"graph_page_limit", "largest number of pages one delta walk may take (a guard against a looping Graph)", func(c *Config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return fmt.Errorf("want a whole number, 1 or more")
-		}
-		c.GraphPageLimit = n
-		return nil
-	}, func(c *Config) string { return strconv.Itoa(c.GraphPageLimit) }},
 }
 
 // Default returns the built-in settings.
 func Default() Config {
 	return Config{
-		Addr:           "127.0.0.1:8080",
-		DB:             "./entrasync.db",
-		LogFormat:      "text",
-		LogLevel:       "info",
-		BodyLimit:      1 << 20,
-		RateLimit:      100,
-		SyncSchedule:   "@every 40m",
-		SyncWorkers:    4,
-		SyncJitter:     2 * time.Minute,
-		GraphPageLimit: 100000,
+		Addr:         "127.0.0.1:8080",
+		DB:           "./entrasync.db",
+		LogFormat:    "text",
+		LogLevel:     "info",
+		BodyLimit:    1 << 20,
+		RateLimit:    100,
+		SyncSchedule: "@every 40m",
+		SyncWorkers:  4,
+		SyncJitter:   2 * time.Minute,
 	}
 }
 

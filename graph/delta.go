@@ -222,7 +222,6 @@ func userFrom(u models.Userable) User {
 		Department:        deref(u.GetDepartment()),
 		EmployeeID:        deref(u.GetEmployeeId()),
 		CompanyName:       deref(u.GetCompanyName()),
-		OfficeLocation:    deref(u.GetOfficeLocation()),
 		MobilePhone:       deref(u.GetMobilePhone()),
 		BusinessPhones:    u.GetBusinessPhones(),
 		PreferredLanguage: deref(u.GetPreferredLanguage()),

@@ -13,7 +13,6 @@ type User struct {
 	Department        string
 	EmployeeID        string
 	CompanyName       string
-	OfficeLocation    string
 	MobilePhone       string
 	BusinessPhones    []string
 	PreferredLanguage string
@@ -59,7 +58,7 @@ type GroupPage struct {
 // UserSelect is the user properties entrasync maps. Changing it changes
 // every users delta link (they encode it), which means a full sync.
 const UserSelect = "id,userPrincipalName,displayName,givenName,surname,mail,accountEnabled,jobTitle,department," +
-	"employeeId,companyName,officeLocation,mobilePhone,businessPhones,preferredLanguage,city,country,employeeType"
+	"employeeId,companyName,mobilePhone,businessPhones,preferredLanguage,city,country,employeeType"
 
 // GroupSelect is the group properties entrasync reads, members included.
 const GroupSelect = "id,displayName,description,members"

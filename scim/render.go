@@ -114,7 +114,7 @@ func resolveList(rt *schema.ResourceType, list string) ([]schema.Resolved, error
 		}
 		path, err := filter.ParsePath(name)
 		if err != nil || path.Filter != nil {
-			return nil, errorf(400, "invalidValue", "attribute list entry "+strconvQuote(name)+" is not an attribute name")
+			return nil, errorf(400, "invalidValue", "attribute list entry "+strconv.Quote(name)+" is not an attribute name")
 		}
 		if r, err := rt.Resolve(path); err == nil {
 			out = append(out, r)
@@ -122,8 +122,6 @@ func resolveList(rt *schema.ResourceType, list string) ([]schema.Resolved, error
 	}
 	return out, nil
 }
-
-func strconvQuote(s string) string { return strconv.Quote(s) }
 
 // wants reports whether the top-level attribute name is returned.
 func (p projection) wants(name string) bool {

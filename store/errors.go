@@ -1,6 +1,7 @@
 package store
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -38,6 +39,9 @@ func ErrorCode(err error) Code {
 	}
 	return Internal
 }
+
+// errNoRows reports a missing row.
+func errNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
 
 // isUniqueViolation recognises a unique-constraint failure from either driver
 // without importing driver-specific error types.

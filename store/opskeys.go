@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"time"
 )
 
@@ -89,6 +88,3 @@ func (db *DB) AuthenticateOps(ctx context.Context, secret string) (OpsKey, error
 	}
 	return OpsKey{ID: r.SecretID, Name: r.Name}, nil
 }
-
-// errNoRows reports a missing row.
-func errNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }

@@ -350,3 +350,31 @@ func (db *DB) MembershipPairs(ctx context.Context, tenant int64, groups, members
 	}
 	return out, nil
 }
+
+// UsersByUserName returns the users holding any of names (compared
+// folded), keyed by folded userName.
+func (db *DB) UsersByUserName(ctx context.Context, tenant int64, names []string) (map[string]Resource, error) {
+	folded := make([]string, len(names))
+	for i, n := range names {
+		folded[i] = fold(n)
+	}
+	out := map[string]Resource{}
+	for _, part := range chunks(dedupe(folded)) {
+		var rows []resourceRow
+		q, args, err := inQuery(`SELECT `+resourceColumns+` FROM users WHERE tenant_id = ? AND user_name_fold IN (?)`, tenant, part)
+		if err != nil {
+			return nil, err
+		}
+		if err := db.read.SelectContext(ctx, &rows, db.read.Rebind(q), args...); err != nil {
+			return nil, err
+		}
+		for _, row := range rows {
+			r, err := row.resource(UserKind)
+			if err != nil {
+				return nil, err
+			}
+			out[fold(r.Str("userName"))] = r
+		}
+	}
+	return out, nil
+}

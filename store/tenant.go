@@ -286,3 +286,18 @@ func (tx *Tx) FirstStart() (bool, error) {
 	n, err := res.RowsAffected()
 	return n == 1, err
 }
+
+// InstallationID is a random id made once per database: the nodes that
+// share a database share it (Redis keys are namespaced with it).
+func (db *DB) InstallationID(ctx context.Context) (string, error) {
+	err := db.Write(ctx, func(tx *Tx) error {
+		_, err := tx.exec(`INSERT INTO meta (key, value) VALUES ('installation_id', ?) ON CONFLICT DO NOTHING`, newID("")[:16])
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	var id string
+	err = db.read.GetContext(ctx, &id, `SELECT value FROM meta WHERE key = 'installation_id'`)
+	return id, err
+}

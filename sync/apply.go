@@ -8,8 +8,9 @@ import (
 )
 
 // Apply writes cs to the tenant's data in one transaction: every change, or
-// none. Applying what the store already holds changes nothing, so a replayed
-// ChangeSet is harmless.
+// none. Updates to what is already stored and membership changes already
+// made change nothing; a replay is caught earlier still, since Diff of a
+// page already applied finds nothing to change.
 func Apply(ctx context.Context, db *store.DB, tenant int64, cs ChangeSet) (Counts, error) {
 	var counts Counts
 	err := db.Write(ctx, func(tx *store.Tx) error {

@@ -23,6 +23,7 @@ type State struct {
 	Groups       map[string]store.Resource // linked groups, by Entra object id
 	UserMatches  map[string]store.Resource // unlinked users Graph users are to become, by Entra id
 	GroupMatches map[string]store.Resource // unlinked groups Graph groups are to become, by Entra id
+	NameHolders  map[string]store.Resource // users holding the userNames this page's users have, by folded userName
 	InScope      map[string]bool           // local user ids already members of an in-scope group
 	Members      map[[2]string]bool        // (group, member) local id pairs that exist
 	Nested       bool                      // nested groups are expanded: group members count
@@ -50,7 +51,11 @@ type Plan struct {
 // of new resources come from newID. It never deactivates or deletes a user
 // itself; it proposes those as Deprovision, for the run's guard.
 func Diff(p Page, st State, newID func() string) Plan {
-	d := differ{st: st, newID: newID, byEntra: map[string]string{}, added: map[string]bool{}}
+	d := differ{st: st, newID: newID, byEntra: map[string]string{}, owner: map[string]string{}, nameOf: map[string]string{},
+		holders: map[string]store.Resource{}, version: map[string]int64{}}
+	for name, r := range st.NameHolders {
+		d.owner[name], d.nameOf[r.ID], d.holders[r.ID], d.version[r.ID] = r.ID, name, r, r.Version
+	}
 	groups := mergeGroups(p.Groups)
 	d.groups(groups)
 	d.users(groups, p.Fetched, p.Users)
@@ -63,7 +68,12 @@ type differ struct {
 	newID   func() string
 	plan    Plan
 	byEntra map[string]string // Entra id -> local id, for resources this page creates or links
-	added   map[string]bool   // local user ids this page adds to a group
+	// userNames are unique: who holds each name as the plan leaves it, and
+	// the version a user's next Update must expect once the plan renamed it.
+	owner   map[string]string         // folded userName -> local id
+	nameOf  map[string]string         // local id -> folded userName
+	holders map[string]store.Resource // local id -> a name holder's state
+	version map[string]int64          // local id -> version after this plan's changes so far
 }
 
 // mergeGroups folds repeated items of a group (a large member list spans
@@ -94,11 +104,15 @@ func mergeGroups(items []graph.Group) []graph.Group {
 }
 
 func (d *differ) groups(groups []graph.Group) {
+	// Deletes go last: deleting a group bumps the groups it is a member of,
+	// which would fail their Updates (IfVersion) here on every retry.
+	var deletes []Change
 	for _, g := range groups {
 		cur, linked := d.st.Groups[g.ID]
 		switch {
 		case g.Removed == "deleted" && linked:
-			d.add(Change{Op: Delete, Kind: store.GroupKind, ID: cur.ID})
+			d.byEntra[g.ID] = "" // gone: a replayed add of it as a nested member must not name it
+			deletes = append(deletes, Change{Op: Delete, Kind: store.GroupKind, ID: cur.ID})
 		case g.Removed != "" && linked:
 			// Soft-deleted (restorable): its members leave it here; the group stays.
 			d.add(Change{Op: SetMembers, ID: cur.ID, Members: []string{}})
@@ -119,6 +133,7 @@ func (d *differ) groups(groups []graph.Group) {
 			d.add(Change{Op: Create, Resource: &store.Resource{Kind: store.GroupKind, ID: id, EntraID: g.ID, Doc: groupDoc(nil, g)}})
 		}
 	}
+	d.plan.Changes = append(d.plan.Changes, deletes...)
 }
 
 // groupDoc is the group's document with what Graph says of it. A group
@@ -182,10 +197,19 @@ func (d *differ) users(groups []graph.Group, fetched, reported []graph.User) {
 			d.byEntra[id] = local
 			doc := UserDoc(nil, u)
 			doc["active"] = enabled(u, true)
+			if !d.claim(local, u.UserPrincipalName) {
+				// A user only SCIM knows holds the name: stand apart as Entra
+				// names deleted users, until that user changes.
+				doc["userName"] = stripDashes(id) + u.UserPrincipalName
+				d.claim(local, doc["userName"].(string))
+			}
 			d.add(Change{Op: Create, Resource: &store.Resource{Kind: store.UserKind, ID: local, EntraID: id, Doc: doc}})
 		case linked:
 			d.byEntra[id] = cur.ID
 			doc := UserDoc(cur.Doc, u)
+			if !d.claim(cur.ID, u.UserPrincipalName) {
+				doc["userName"] = cur.Str("userName") // keep ours rather than take a SCIM-only user's
+			}
 			inScope := d.st.InScope[cur.ID] || joining[id]
 			switch on := enabled(u, cur.Active()); {
 			case on && inScope:
@@ -197,11 +221,55 @@ func (d *differ) users(groups []graph.Group, fetched, reported []graph.User) {
 				doc["active"] = cur.Active()
 			}
 			if !sameDoc(doc, cur.Doc) || cur.EntraID != id {
-				d.add(Change{Op: Update, Resource: &store.Resource{Kind: store.UserKind, ID: cur.ID, EntraID: id, Doc: doc}, IfVersion: cur.Version})
+				d.add(Change{Op: Update, Resource: &store.Resource{Kind: store.UserKind, ID: cur.ID, EntraID: id, Doc: doc}, IfVersion: d.versionOf(cur)})
 			}
 		}
 	}
 }
+
+// claim gives name to the user local. A name held by a user linked to
+// another Entra object is stale there (Entra gives a UPN to one object at a
+// time; the other was deleted or renamed, which this or a later page
+// says): the holder is renamed first, as Entra renames deleted users, to
+// <object id><name>. A name held by a user only SCIM knows is not taken.
+func (d *differ) claim(local, name string) bool {
+	f := strings.ToLower(name)
+	holder, held := d.owner[f]
+	if held && holder != local {
+		h := d.holders[holder]
+		if h.EntraID == "" {
+			return false
+		}
+		freed := stripDashes(h.EntraID) + str(h.Doc["userName"])
+		doc := copyDoc(h.Doc)
+		doc["userName"] = freed
+		d.add(Change{Op: Update, Resource: &store.Resource{Kind: store.UserKind, ID: h.ID, EntraID: h.EntraID, Doc: doc}, IfVersion: d.versionOf(h)})
+		d.version[h.ID] = d.versionOf(h) + 1
+		h.Doc = doc
+		d.holders[h.ID] = h
+		d.own(h.ID, freed)
+	}
+	d.own(local, name)
+	return true
+}
+
+func (d *differ) own(local, name string) {
+	if old, ok := d.nameOf[local]; ok && d.owner[old] == local {
+		delete(d.owner, old)
+	}
+	f := strings.ToLower(name)
+	d.owner[f], d.nameOf[local] = local, f
+}
+
+// versionOf is the version r has once this plan's earlier changes applied.
+func (d *differ) versionOf(r store.Resource) int64 {
+	if v, ok := d.version[r.ID]; ok {
+		return v
+	}
+	return r.Version
+}
+
+func stripDashes(id string) string { return strings.ReplaceAll(id, "-", "") }
 
 func enabled(u graph.User, dflt bool) bool {
 	if u.AccountEnabled == nil {

@@ -442,3 +442,39 @@ func TestNestedGroups(t *testing.T) {
 		t.Fatal("the direct member was deprovisioned")
 	}
 }
+
+// TestReusedUserPrincipalName: Entra gives a leaver's UPN to a joiner (or
+// renames people in a swap); userName stays unique here and no run sticks.
+func TestReusedUserPrincipalName(t *testing.T) {
+	h := newHarness(t, graphtest.Options{PageSize: 5})
+	g := h.dir.AddGroup(graphtest.Group{DisplayName: "Staff"})
+	mk := func(upn string) string {
+		id := h.dir.AddUser(graphtest.User{UserPrincipalName: upn, DisplayName: upn, AccountEnabled: true})
+		h.dir.AddMember(g, id)
+		return id
+	}
+	leaver := mk("sam@contoso.example")
+	ann, bea := mk("ann@contoso.example"), mk("bea@contoso.example")
+	h.assign([]string{g})
+	h.sync(store.RunSucceeded)
+
+	// Sam is soft-deleted; a new Sam gets the UPN in the same cycle.
+	h.dir.SoftDeleteUser(leaver)
+	newSam := mk("sam@contoso.example")
+	h.sync(store.RunSucceeded)
+	old, _ := h.localUser(leaver)
+	fresh, _ := h.localUser(newSam)
+	if fresh.Str("userName") != "sam@contoso.example" || !fresh.Active() || old.Active() || !strings.HasSuffix(old.Str("userName"), "sam@contoso.example") || old.Str("userName") == "sam@contoso.example" {
+		t.Fatalf("reused UPN: old %q (active %v), new %q", old.Str("userName"), old.Active(), fresh.Str("userName"))
+	}
+	// Ann and Bea swap UPNs.
+	h.dir.UpdateUser(ann, func(u *graphtest.User) { u.UserPrincipalName = "bea@contoso.example" })
+	h.dir.UpdateUser(bea, func(u *graphtest.User) { u.UserPrincipalName = "ann@contoso.example" })
+	h.sync(store.RunSucceeded)
+	a, _ := h.localUser(ann)
+	b, _ := h.localUser(bea)
+	if a.Str("userName") != "bea@contoso.example" || b.Str("userName") != "ann@contoso.example" {
+		t.Fatalf("swap: ann's user is %q, bea's %q", a.Str("userName"), b.Str("userName"))
+	}
+	h.checkMirror()
+}

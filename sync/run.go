@@ -118,7 +118,7 @@ func (w *Worker) Start(ctx context.Context, tenantName string, opts Options) (st
 		return store.Run{}, nil, &RunningError{Run: running}
 	}
 	if err != nil {
-		return store.Run{}, nil, fmt.Errorf("cannot take the run lock: %w", err)
+		return store.Run{}, nil, err // the lock says what failed, and where
 	}
 	r := &runner{w: w, t: t, conn: conn, opts: opts, cands: map[string]Deprovision{}, links: map[string]string{}}
 	mode, err := r.plan(ctx)
@@ -139,10 +139,8 @@ func (w *Worker) Start(ctx context.Context, tenantName string, opts Options) (st
 	r.run = run
 	done := make(chan store.Run, 1)
 	go func() {
-		defer lease.Release()
 		// The run outlives the request that started it, not the process.
 		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		defer cancel()
 		go func() {
 			select {
 			case <-lease.Lost():
@@ -150,7 +148,12 @@ func (w *Worker) Start(ctx context.Context, tenantName string, opts Options) (st
 			case <-runCtx.Done():
 			}
 		}()
-		done <- r.finish(runCtx, r.execute(runCtx))
+		finished := r.finish(runCtx, r.execute(runCtx))
+		cancel()
+		// Released before anyone hears the run ended: a caller that exits
+		// right after must not leave the lock to expire.
+		lease.Release()
+		done <- finished
 	}()
 	return run, done, nil
 }
@@ -569,12 +572,29 @@ func (r *runner) state(ctx context.Context, p Page, mark int64) (State, error) {
 			st.UserMatches[u.ID] = m
 		}
 	}
-	var localUsers, localGroups []string
-	for _, u := range st.Users {
-		localUsers = append(localUsers, u.ID)
+	var names []string
+	for _, list := range [][]graph.User{p.Users, p.Fetched} {
+		for _, u := range list {
+			if u.UserPrincipalName != "" {
+				names = append(names, u.UserPrincipalName)
+			}
+		}
 	}
-	for _, g := range st.Groups {
-		localGroups = append(localGroups, g.ID)
+	if st.NameHolders, err = db.UsersByUserName(ctx, tenant, names); err != nil {
+		return State{}, err
+	}
+	// Users and groups about to be linked count too: a page may add or
+	// remove members of a group it adopts.
+	var localUsers, localGroups []string
+	for _, set := range []map[string]store.Resource{st.Users, st.UserMatches} {
+		for _, u := range set {
+			localUsers = append(localUsers, u.ID)
+		}
+	}
+	for _, set := range []map[string]store.Resource{st.Groups, st.GroupMatches} {
+		for _, g := range set {
+			localGroups = append(localGroups, g.ID)
+		}
 	}
 	scope, err := r.scope(ctx)
 	if err != nil {
@@ -754,6 +774,7 @@ func chunkChanges(cs ChangeSet, n int) []ChangeSet {
 // It returns how many users the changes affect; users already as asked
 // (inactive, or gone) are left out.
 func DeprovisionChanges(users map[string]store.Resource, list []Deprovision, policy string) (ChangeSet, int) {
+	list = slices.Clone(list)
 	sort.Slice(list, func(i, j int) bool { return list[i].UserID < list[j].UserID })
 	var cs ChangeSet
 	for _, d := range list {

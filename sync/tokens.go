@@ -85,7 +85,10 @@ func (s StoreLocks) Lock(ctx context.Context, key string) (Lease, error) {
 			ok, err = tx.AcquireLease(key, holder, ttl)
 			return err
 		})
-		return ok, err
+		if err != nil {
+			return false, fmt.Errorf("taking the run lock in the database: %w", err)
+		}
+		return ok, nil
 	}
 	release := func(ctx context.Context) error {
 		return s.DB.Write(ctx, func(tx *store.Tx) error { return tx.ReleaseLease(key, holder) })
@@ -103,8 +106,9 @@ func hold(ctx context.Context, ttl time.Duration, acquire func(context.Context) 
 	if !ok {
 		return nil, ErrLocked
 	}
-	l := &lease{lost: make(chan struct{}), stop: make(chan struct{}), release: release}
+	l := &lease{lost: make(chan struct{}), stop: make(chan struct{}), renewing: make(chan struct{}), release: release}
 	go func() {
+		defer close(l.renewing)
 		t := time.NewTicker(ttl / 3)
 		defer t.Stop()
 		for {
@@ -126,10 +130,11 @@ func hold(ctx context.Context, ttl time.Duration, acquire func(context.Context) 
 }
 
 type lease struct {
-	lost    chan struct{}
-	stop    chan struct{}
-	once    gosync.Once
-	release func(context.Context) error
+	lost     chan struct{}
+	stop     chan struct{}
+	renewing chan struct{} // closed when renewals have ended
+	once     gosync.Once
+	release  func(context.Context) error
 }
 
 func (l *lease) Lost() <-chan struct{} { return l.lost }
@@ -137,6 +142,8 @@ func (l *lease) Lost() <-chan struct{} { return l.lost }
 func (l *lease) Release() {
 	l.once.Do(func() {
 		close(l.stop)
+		// A renewal still going would take a released lock again.
+		<-l.renewing
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		l.release(ctx) // an unreleased lease expires on its own
@@ -149,7 +156,25 @@ type Redis struct {
 	client *redis.Client
 	url    string        // without password, for messages
 	TTL    time.Duration // of a run lock, as StoreLocks.TTL
+	// Namespace keeps installations that share a Redis database apart; the
+	// nodes of one installation (one database) share it.
+	Namespace string
 }
+
+func (r *Redis) prefix() string {
+	if r.Namespace == "" {
+		return "entrasync:"
+	}
+	return "entrasync:" + r.Namespace + ":"
+}
+
+// quietRedis drops go-redis's own log lines (dial failures are reported as
+// errors, with the address, where they matter).
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
+func init() { redis.SetLogger(quietRedis{}) }
 
 // NewRedis connects to the Redis at rawURL (redis:// or rediss://). It
 // does not dial until used.
@@ -174,12 +199,12 @@ func (r *Redis) fail(what string, err error) error {
 // means a full sync anyway.
 const linkTTL = 8 * 24 * time.Hour
 
-func tokenKey(tenant int64, key string) string {
-	return "entrasync:t" + strconv.FormatInt(tenant, 10) + ":delta:" + key
+func (r *Redis) tokenKey(tenant int64, key string) string {
+	return r.prefix() + "t" + strconv.FormatInt(tenant, 10) + ":delta:" + key
 }
 
 func (r *Redis) Load(ctx context.Context, tenant int64, key string) (string, time.Time, error) {
-	vals, err := r.client.HMGet(ctx, tokenKey(tenant, key), "link", "saved").Result()
+	vals, err := r.client.HMGet(ctx, r.tokenKey(tenant, key), "link", "saved").Result()
 	if err != nil {
 		return "", time.Time{}, r.fail("loading a delta link", err)
 	}
@@ -190,7 +215,7 @@ func (r *Redis) Load(ctx context.Context, tenant int64, key string) (string, tim
 }
 
 func (r *Redis) Save(ctx context.Context, tenant int64, key, link string) error {
-	k := tokenKey(tenant, key)
+	k := r.tokenKey(tenant, key)
 	pipe := r.client.TxPipeline()
 	pipe.HSet(ctx, k, "link", link, "saved", time.Now().UTC().Format(time.RFC3339Nano))
 	pipe.Expire(ctx, k, linkTTL)
@@ -201,7 +226,7 @@ func (r *Redis) Save(ctx context.Context, tenant int64, key, link string) error 
 }
 
 func (r *Redis) Forget(ctx context.Context, tenant int64, keep []string) error {
-	prefix := tokenKey(tenant, "")
+	prefix := r.tokenKey(tenant, "")
 	kept := map[string]bool{}
 	for _, k := range keep {
 		kept[prefix+k] = true
@@ -233,7 +258,7 @@ var (
 
 // Lock takes the lock with SET NX and an expiry, renewed while held.
 func (r *Redis) Lock(ctx context.Context, key string) (Lease, error) {
-	k := "entrasync:lock:" + strings.ReplaceAll(key, " ", "_")
+	k := r.prefix() + "lock:" + strings.ReplaceAll(key, " ", "_")
 	holder, ttl := holderID(), cmp.Or(r.TTL, leaseTTL)
 	first := true
 	acquire := func(ctx context.Context) (bool, error) {

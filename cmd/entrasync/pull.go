@@ -370,6 +370,9 @@ func newWorker(cfg config.Config, db *store.DB, log *slog.Logger) (*sync.Worker,
 		if err != nil {
 			return nil, nil, fmt.Errorf("%v (setting redis)", err)
 		}
+		if r.Namespace, err = db.InstallationID(context.Background()); err != nil {
+			return nil, nil, err
+		}
 		w.Tokens, w.Locks, closer = r, r, func() { r.Close() }
 	} else {
 		w.Tokens, w.Locks = sync.StoreTokens{DB: db}, sync.StoreLocks{DB: db}
