@@ -149,7 +149,7 @@ func New(cfg Config) (*Client, error) {
 	if parent == nil {
 		parent = http.DefaultTransport
 	}
-	retrying := &retryTransport{next: parent, maxRetries: cfg.MaxRetries, maxWait: cfg.MaxWait, sleep: cfg.Sleep}
+	retrying := &retryTransport{next: parent, maxRetries: cfg.MaxRetries, maxWait: cfg.MaxWait, timeout: cfg.Timeout, sleep: cfg.Sleep}
 
 	co := azcore.ClientOptions{
 		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: cfg.AuthorityHost},

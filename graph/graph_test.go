@@ -320,3 +320,23 @@ func TestForeignLinksRefused(t *testing.T) {
 		t.Fatalf("%d requests followed a foreign link", n)
 	}
 }
+
+func TestTimeouts(t *testing.T) {
+	srv := newFake(t, graphtest.Options{})
+	srv.Tenant(tenantID).Populate(rand.New(rand.NewSource(6)), 3, 1)
+	c, _ := newClient(t, srv, func(c *graph.Config) { c.Timeout = 2 * time.Second })
+	walkUsers(t, c, "") // the token first
+	srv.SetLatency(300 * time.Millisecond)
+	if users, _, _ := walkUsers(t, c, ""); len(users) != 3 {
+		t.Fatal("a slow answer within the timeout failed")
+	}
+	slow, sleeps := newClient(t, srv, func(c *graph.Config) { c.Timeout = 50 * time.Millisecond; c.MaxRetries = 2 })
+	srv.SetLatency(0)
+	walkUsers(t, slow, "")
+	srv.SetLatency(400 * time.Millisecond)
+	for _, err := range slow.UsersDelta(ctx, "") {
+		if err == nil || !strings.Contains(err.Error(), "no answer within 50ms, 3 times") || len(sleeps.waits) != 2 {
+			t.Fatalf("want a timeout after 3 tries, got %v (waits %v)", err, sleeps.waits)
+		}
+	}
+}

@@ -3,6 +3,8 @@ package graph
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -15,8 +17,12 @@ type retryTransport struct {
 	next       http.RoundTripper
 	maxRetries int
 	maxWait    time.Duration // a longer Retry-After is not waited for here: the run comes back later
+	timeout    time.Duration // for an answer's headers, per attempt; 0: none
 	sleep      func(ctx context.Context, d time.Duration) error
 }
+
+// errNoAnswer is a request whose answer did not start within the timeout.
+var errNoAnswer = errors.New("no answer in time")
 
 type waitObserverKey struct{}
 
@@ -43,7 +49,24 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	backoff := time.Second
 	for attempt := 0; ; attempt++ {
-		res, err := t.next.RoundTrip(req)
+		res, err := t.send(req)
+		timedOut := errors.Is(err, errNoAnswer)
+		if timedOut && attempt < t.maxRetries {
+			if err := t.sleep(req.Context(), backoff); err != nil {
+				return nil, err
+			}
+			backoff *= 2
+			req = req.Clone(req.Context())
+			if req.GetBody != nil {
+				if req.Body, err = req.GetBody(); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		if timedOut {
+			return nil, fmt.Errorf("%s %s: no answer within %s, %d times", req.Method, req.URL.Host, t.timeout, attempt+1)
+		}
 		if err != nil || !retryable(res.StatusCode) || attempt >= t.maxRetries {
 			return res, err
 		}
@@ -71,6 +94,42 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 	}
+}
+
+// send is one attempt, whose answer must start within the timeout; the
+// body may take as long as it takes.
+func (t *retryTransport) send(req *http.Request) (*http.Response, error) {
+	if t.timeout <= 0 {
+		return t.next.RoundTrip(req)
+	}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	timer := time.AfterFunc(t.timeout, func() { cancel(errNoAnswer) })
+	res, err := t.next.RoundTrip(req.WithContext(ctx))
+	if !timer.Stop() || err != nil {
+		if err == nil {
+			res.Body.Close() // the timer won the race
+		}
+		late := context.Cause(ctx) == errNoAnswer && req.Context().Err() == nil
+		cancel(nil)
+		if late {
+			return nil, errNoAnswer
+		}
+		return nil, err
+	}
+	res.Body = &cancelOnClose{ReadCloser: res.Body, cancel: func() { cancel(nil) }}
+	return res, nil
+}
+
+// cancelOnClose ends an attempt's context once its body is done with.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel func()
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

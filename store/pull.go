@@ -47,42 +47,36 @@ func lowerAll(ids []string) []string {
 // mapping the README recommends for push), else the one whose userName is
 // the userPrincipalName. Users linked to another Entra id are not matched.
 func (db *DB) FindUserForEntra(ctx context.Context, tenant int64, objectID, upn string) (Resource, bool, error) {
-	for _, q := range []struct{ cond, arg string }{
-		{"external_id = ?", objectID},
-		{"lower(external_id) = ?", strings.ToLower(objectID)},
-		{"user_name_fold = ?", fold(upn)},
-	} {
-		if q.arg == "" {
-			continue
-		}
-		var r resourceRow
-		err := db.read.GetContext(ctx, &r, db.read.Rebind(`SELECT `+resourceColumns+` FROM users
-			WHERE tenant_id = ? AND entra_id IS NULL AND `+q.cond+` ORDER BY id LIMIT 1`), tenant, q.arg)
-		if errNoRows(err) {
-			continue
-		}
-		if err != nil {
-			return Resource{}, false, err
-		}
-		res, err := r.resource(UserKind)
-		return res, err == nil, err
+	r, ok, err := db.firstUnlinked(ctx, tenant, UserKind, "lower(external_id) = ?", strings.ToLower(objectID))
+	if ok || err != nil || upn == "" {
+		return r, ok, err
 	}
-	return Resource{}, false, nil
+	return db.firstUnlinked(ctx, tenant, UserKind, "user_name_fold = ?", fold(upn))
 }
 
 // FindGroupForEntra finds an unlinked group whose externalId is the object
 // id (Entra's default mapping for pushed groups).
 func (db *DB) FindGroupForEntra(ctx context.Context, tenant int64, objectID string) (Resource, bool, error) {
-	var r resourceRow
-	err := db.read.GetContext(ctx, &r, db.read.Rebind(`SELECT `+resourceColumns+` FROM groups
-		WHERE tenant_id = ? AND entra_id IS NULL AND lower(external_id) = ? ORDER BY id LIMIT 1`), tenant, strings.ToLower(objectID))
-	if errNoRows(err) {
-		return Resource{}, false, nil
-	}
-	if err != nil {
+	return db.firstUnlinked(ctx, tenant, GroupKind, "lower(external_id) = ?", strings.ToLower(objectID))
+}
+
+// firstUnlinked returns the oldest resource without an Entra id meeting
+// cond. The oldest is picked here, not by ORDER BY, which would lead the
+// planner to walk the tenant in id order instead of using cond's index.
+func (db *DB) firstUnlinked(ctx context.Context, tenant int64, kind Kind, cond, arg string) (Resource, bool, error) {
+	var rows []resourceRow
+	err := db.read.SelectContext(ctx, &rows, db.read.Rebind(`SELECT `+resourceColumns+` FROM `+kind.info().table+`
+		WHERE tenant_id = ? AND `+cond+` AND entra_id IS NULL`), tenant, arg)
+	if err != nil || len(rows) == 0 {
 		return Resource{}, false, err
 	}
-	res, err := r.resource(GroupKind)
+	first := rows[0]
+	for _, r := range rows[1:] {
+		if r.ID < first.ID {
+			first = r
+		}
+	}
+	res, err := first.resource(kind)
 	return res, err == nil, err
 }
 

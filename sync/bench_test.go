@@ -27,10 +27,16 @@ import (
 // The benchmarks pull from a fake Graph in a child process, so the peak
 // RSS measured here is the worker's own, not the fake directory's.
 
-const (
-	benchUsers  = 100_000
-	benchGroups = 200
-)
+// The directory the benchmarks pull; ENTRASYNC_BENCH_USERS sets a
+// smaller one for profiling.
+var benchUsers, benchGroups = benchSize()
+
+func benchSize() (int, int) {
+	if n, err := strconv.Atoi(os.Getenv("ENTRASYNC_BENCH_USERS")); err == nil && n > 0 {
+		return n, max(n/500, 2)
+	}
+	return 100_000, 200
+}
 
 // fakeGraphEnv, when set ("users,groups"), makes the test binary serve a
 // populated fake Graph instead of running tests (see TestMain). It prints

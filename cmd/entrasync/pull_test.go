@@ -282,3 +282,71 @@ func startServeEnv(t *testing.T, p *pullEnv) *server {
 	t.Fatalf("serve did not start: %s %s", s.stdout, s.stderr)
 	return nil
 }
+
+// TestDemo: the README's run command starts, prints what a newcomer needs,
+// and its first pull brings the sample directory in.
+func TestDemo(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "demo.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	out, errb := &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- Main(ctx, []string{"demo", "--addr", "127.0.0.1:0", "--db", db}, out, errb, noEnv) }()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("demo exited %d: %s", code, errb)
+		}
+	}()
+	var base string
+	deadline := time.Now().Add(30 * time.Second)
+	for base == "" && time.Now().Before(deadline) {
+		if m := listening.FindStringSubmatch(out.String()); m != nil {
+			base = "http://" + m[1]
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if base == "" {
+		t.Fatalf("demo did not start: %s %s", out, errb)
+	}
+	text := out.String()
+	token, opsKey := field(t, text, "Secret Token"), field(t, text, "Ops key (shown only this once)")
+	if field(t, text, "Tenant URL") != base+"/scim/v2" || !strings.Contains(text, "curl") {
+		t.Fatalf("demo output:\n%s", text)
+	}
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest("GET", base+"/scim/v2/Users?count=1", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list map[string]any
+		json.NewDecoder(res.Body).Decode(&list)
+		res.Body.Close()
+		if n, _ := list["totalResults"].(float64); n > 100 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var runs []map[string]any
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest("GET", base+"/ops/v1/tenants/demo/runs", nil)
+		req.Header.Set("Authorization", "Bearer "+opsKey)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(res.Body).Decode(&runs)
+		res.Body.Close()
+		if len(runs) > 0 && runs[len(runs)-1]["status"] != "running" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(runs) == 0 || runs[len(runs)-1]["status"] != "succeeded" || runs[len(runs)-1]["trigger"] != "demo" {
+		t.Fatalf("demo runs: %v", runs)
+	}
+	if strings.Contains(errb.String(), token) || strings.Contains(errb.String(), opsKey) {
+		t.Fatal("a secret went to the log")
+	}
+}

@@ -72,3 +72,8 @@ CREATE TABLE leases (
 	holder     TEXT NOT NULL,
 	expires_at TEXT NOT NULL
 );
+
+-- The pull links users and groups pushed with externalId = the Entra object
+-- id, whatever its case.
+CREATE INDEX users_external_id_fold ON users(tenant_id, lower(external_id));
+CREATE INDEX groups_external_id_fold ON groups(tenant_id, lower(external_id));
