@@ -13,10 +13,21 @@ import (
 // ByEntraID returns the tenant's resources of kind whose Entra object ids
 // are among ids, keyed by Entra id (lower case).
 func (db *DB) ByEntraID(ctx context.Context, tenant int64, kind Kind, ids []string) (map[string]Resource, error) {
-	out := make(map[string]Resource, len(ids))
-	for _, part := range chunks(lowerAll(ids)) {
+	list, err := db.resourcesIn(ctx, tenant, kind, "entra_id", lowerAll(ids))
+	out := make(map[string]Resource, len(list))
+	for _, r := range list {
+		out[r.EntraID] = r
+	}
+	return out, err
+}
+
+// resourcesIn returns the tenant's resources of kind whose column holds one
+// of values, in chunks that keep the bound parameters few.
+func (db *DB) resourcesIn(ctx context.Context, tenant int64, kind Kind, column string, values []string) ([]Resource, error) {
+	var out []Resource
+	for _, part := range chunks(dedupe(values)) {
 		var rows []resourceRow
-		q, args, err := inQuery(`SELECT `+resourceColumns+` FROM `+kind.info().table+` WHERE tenant_id = ? AND entra_id IN (?)`, tenant, part)
+		q, args, err := inQuery(`SELECT `+resourceColumns+` FROM `+kind.info().table+` WHERE tenant_id = ? AND `+column+` IN (?)`, tenant, part)
 		if err != nil {
 			return nil, err
 		}
@@ -28,7 +39,7 @@ func (db *DB) ByEntraID(ctx context.Context, tenant int64, kind Kind, ids []stri
 			if err != nil {
 				return nil, err
 			}
-			out[r.EntraID] = r
+			out = append(out, r)
 		}
 	}
 	return out, nil
@@ -299,25 +310,12 @@ func (tx *Tx) ReleaseLease(name, holder string) error {
 
 // GetMany returns the resources of kind among ids, keyed by local id.
 func (db *DB) GetMany(ctx context.Context, tenant int64, kind Kind, ids []string) (map[string]Resource, error) {
-	out := make(map[string]Resource, len(ids))
-	for _, part := range chunks(dedupe(ids)) {
-		var rows []resourceRow
-		q, args, err := inQuery(`SELECT `+resourceColumns+` FROM `+kind.info().table+` WHERE tenant_id = ? AND id IN (?)`, tenant, part)
-		if err != nil {
-			return nil, err
-		}
-		if err := db.read.SelectContext(ctx, &rows, db.read.Rebind(q), args...); err != nil {
-			return nil, err
-		}
-		for _, row := range rows {
-			r, err := row.resource(kind)
-			if err != nil {
-				return nil, err
-			}
-			out[r.ID] = r
-		}
+	list, err := db.resourcesIn(ctx, tenant, kind, "id", ids)
+	out := make(map[string]Resource, len(list))
+	for _, r := range list {
+		out[r.ID] = r
 	}
-	return out, nil
+	return out, err
 }
 
 // MembershipPairs tells which (group, member) pairs among groups x members exist.
@@ -352,23 +350,10 @@ func (db *DB) UsersByUserName(ctx context.Context, tenant int64, names []string)
 	for i, n := range names {
 		folded[i] = fold(n)
 	}
-	out := map[string]Resource{}
-	for _, part := range chunks(dedupe(folded)) {
-		var rows []resourceRow
-		q, args, err := inQuery(`SELECT `+resourceColumns+` FROM users WHERE tenant_id = ? AND user_name_fold IN (?)`, tenant, part)
-		if err != nil {
-			return nil, err
-		}
-		if err := db.read.SelectContext(ctx, &rows, db.read.Rebind(q), args...); err != nil {
-			return nil, err
-		}
-		for _, row := range rows {
-			r, err := row.resource(UserKind)
-			if err != nil {
-				return nil, err
-			}
-			out[fold(r.Str("userName"))] = r
-		}
+	list, err := db.resourcesIn(ctx, tenant, UserKind, "user_name_fold", folded)
+	out := make(map[string]Resource, len(list))
+	for _, r := range list {
+		out[fold(r.Str("userName"))] = r
 	}
-	return out, nil
+	return out, err
 }

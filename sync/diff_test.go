@@ -807,77 +807,14 @@ func (ps *propStore) write(fn func(tx *store.Tx) error) {
 	}
 }
 
-// state mirrors runner.state (run.go): keep the two in step.
+// state reads the State for a page as a run does, through runner.state.
 func (ps *propStore) state(p Page, assigned []string, nested bool, mark int64) State {
 	ps.t.Helper()
-	ctx, db, tenant := context.Background(), ps.db, ps.tenant
-	must := func(err error) {
-		ps.t.Helper()
-		if err != nil {
-			ps.t.Fatal(err)
-		}
+	r := &runner{w: &Worker{DB: ps.db}, t: store.Tenant{ID: ps.tenant}, conn: store.GraphConnection{Groups: assigned, Nested: nested}}
+	st, err := r.state(context.Background(), p, mark)
+	if err != nil {
+		ps.t.Fatal(err)
 	}
-	st := State{Nested: nested, Mark: mark, UserMatches: map[string]store.Resource{}, GroupMatches: map[string]store.Resource{}}
-	var groupIDs, userIDs []string
-	for _, g := range p.Groups {
-		groupIDs = append(groupIDs, g.ID)
-		for _, m := range g.Members {
-			if m.Group {
-				groupIDs = append(groupIDs, m.ID)
-			} else {
-				userIDs = append(userIDs, m.ID)
-			}
-		}
-	}
-	for _, list := range [][]graph.User{p.Users, p.Fetched} {
-		for _, u := range list {
-			userIDs = append(userIDs, u.ID)
-		}
-	}
-	var err error
-	st.Groups, err = db.ByEntraID(ctx, tenant, store.GroupKind, groupIDs)
-	must(err)
-	st.Users, err = db.ByEntraID(ctx, tenant, store.UserKind, userIDs)
-	must(err)
-	for _, g := range p.Groups {
-		if _, linked := st.Groups[g.ID]; linked || g.Removed != "" {
-			continue
-		}
-		m, ok, err := db.FindGroupForEntra(ctx, tenant, g.ID)
-		must(err)
-		if ok {
-			st.GroupMatches[g.ID] = m
-		}
-	}
-	for _, u := range p.Fetched {
-		if _, linked := st.Users[u.ID]; linked {
-			continue
-		}
-		m, ok, err := db.FindUserForEntra(ctx, tenant, u.ID, u.UserPrincipalName)
-		must(err)
-		if ok {
-			st.UserMatches[u.ID] = m
-		}
-	}
-	var localUsers, localGroups []string
-	for _, u := range st.Users {
-		localUsers = append(localUsers, u.ID)
-	}
-	for _, g := range st.Groups {
-		localGroups = append(localGroups, g.ID)
-	}
-	roots, err := db.ByEntraID(ctx, tenant, store.GroupKind, assigned)
-	must(err)
-	var rootIDs []string
-	for _, g := range roots {
-		rootIDs = append(rootIDs, g.ID)
-	}
-	scope, err := db.ScopeGroups(ctx, tenant, rootIDs, nested)
-	must(err)
-	st.InScope, err = db.MembersOfAny(ctx, tenant, localUsers, scope)
-	must(err)
-	st.Members, err = db.MembershipPairs(ctx, tenant, localGroups, append(slices.Clone(localUsers), localGroups...))
-	must(err)
 	return st
 }
 

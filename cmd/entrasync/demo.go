@@ -39,17 +39,12 @@ func demo(e *env, inv *invocation) error {
 		cfg.SecretKey = make([]byte, 32) // a demo-only key, new on each start
 		rand.Read(cfg.SecretKey)
 	}
-	log := newLogger(e.stderr, cfg)
-	db, err := openStore(e, cfg)
+	svc, err := openService(e, cfg)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	ln, err := listen(cfg)
-	if err != nil {
-		return err
-	}
-	public := cfg.Public(ln.Addr().String())
+	defer svc.close()
+	db, log, public := svc.db, svc.log, svc.public
 
 	fake := graphtest.NewServer(graphtest.Options{PageSize: 50, MembersPerPage: 50})
 	defer fake.Close()
@@ -87,16 +82,9 @@ func demo(e *env, inv *invocation) error {
 		}, cfg.SecretKey)
 	})
 	if err != nil {
-		ln.Close()
 		return err
 	}
-
-	w, closeWorker, err := newWorker(cfg, db, log)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	defer closeWorker()
+	w := svc.worker
 	w.Connect = func(_ context.Context, c store.GraphConnection) (sync.Source, error) {
 		return graph.New(graph.Config{TenantID: c.AzureTenantID, ClientID: c.ClientID, ClientSecret: string(c.Secret),
 			AuthorityHost: c.AuthorityHost, GraphURL: c.GraphURL, HTTPClient: fake.Client()})
@@ -121,7 +109,7 @@ func demo(e *env, inv *invocation) error {
 			log.Error("first demo pull failed", "err", err)
 		}
 	}()
-	return runService(e, cfg, db, log, ln, public, w, sched)
+	return svc.run(e, sched)
 }
 
 // churn changes the sample directory now and then, as a real one changes.

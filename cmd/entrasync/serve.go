@@ -19,30 +19,55 @@ import (
 var serveCmd = &command{name: "serve", summary: "serve the SCIM endpoint, the ops API and /healthz, and pull connected tenants on schedule", run: serve}
 
 func serve(e *env, inv *invocation) error {
+	svc, err := openService(e, inv.cfg)
+	if err != nil {
+		return err
+	}
+	defer svc.close()
+	if err := bootstrap(e, svc.db, svc.public); err != nil {
+		return err
+	}
 	cfg := inv.cfg
-	log := newLogger(e.stderr, cfg)
-	db, err := openStore(e, cfg)
+	return svc.run(e, &sync.Scheduler{Worker: svc.worker, Workers: cfg.SyncWorkers, Jitter: cfg.SyncJitter,
+		DefaultSchedule: cfg.SyncSchedule, Log: svc.log})
+}
+
+// service is what serve and demo run: the store, the listener and the
+// pull worker, wired from the settings.
+type service struct {
+	cfg    config.Config
+	log    *slog.Logger
+	db     *store.DB
+	ln     net.Listener
+	public string // the public URL, from the setting or the listener
+	worker *sync.Worker
+	close  func()
+}
+
+func openService(e *env, cfg config.Config) (*service, error) {
+	svc := &service{cfg: cfg, log: newLogger(e.stderr, cfg)}
+	var err error
+	if svc.db, err = openStore(e, cfg); err != nil {
+		return nil, err
+	}
+	if svc.ln, err = listen(cfg); err != nil {
+		svc.db.Close()
+		return nil, err
+	}
+	svc.public = cfg.Public(svc.ln.Addr().String())
+	w, closeWorker, err := newWorker(cfg, svc.db, svc.log)
 	if err != nil {
-		return err
+		svc.ln.Close()
+		svc.db.Close()
+		return nil, err
 	}
-	defer db.Close()
-	ln, err := listen(cfg)
-	if err != nil {
-		return err
+	svc.worker = w
+	svc.close = func() {
+		svc.ln.Close()
+		closeWorker()
+		svc.db.Close()
 	}
-	public := cfg.Public(ln.Addr().String())
-	if err := bootstrap(e, db, public); err != nil {
-		ln.Close()
-		return err
-	}
-	w, closeWorker, err := newWorker(cfg, db, log)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	defer closeWorker()
-	sched := &sync.Scheduler{Worker: w, Workers: cfg.SyncWorkers, Jitter: cfg.SyncJitter, DefaultSchedule: cfg.SyncSchedule, Log: log}
-	return runService(e, cfg, db, log, ln, public, w, sched)
+	return svc, nil
 }
 
 func listen(cfg config.Config) (net.Listener, error) {
@@ -53,9 +78,10 @@ func listen(cfg config.Config) (net.Listener, error) {
 	return ln, nil
 }
 
-// runService serves SCIM, the ops API and /healthz on ln, and runs the
-// scheduler, until the context ends; then it shuts down cleanly.
-func runService(e *env, cfg config.Config, db *store.DB, log *slog.Logger, ln net.Listener, public string, w *sync.Worker, sched *sync.Scheduler) error {
+// run serves SCIM, the ops API and /healthz, and runs the scheduler,
+// until the context ends; then it shuts down cleanly.
+func (svc *service) run(e *env, sched *sync.Scheduler) error {
+	cfg, db, log, ln, public, w := svc.cfg, svc.db, svc.log, svc.ln, svc.public, svc.worker
 	srv := scim.New(scim.Config{DB: db, PublicURL: public, BodyLimit: cfg.BodyLimit, RateLimit: cfg.RateLimit, Log: log})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
