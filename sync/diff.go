@@ -44,6 +44,14 @@ type Deprovision struct {
 type Plan struct {
 	Changes     ChangeSet
 	Deprovision []Deprovision
+	// Left is the users Graph reported leaving a group, whether or not the
+	// store still had them there (a replay must find them again): the run
+	// checks their scope at its end.
+	Left []string
+	// Rescan says Graph reported what may take many people out of scope at
+	// once (a group removed, a nested group leaving its parent): the run
+	// then checks every user's scope.
+	Rescan bool
 }
 
 // Diff turns a page of Graph changes and the current store state into the
@@ -109,6 +117,9 @@ func (d *differ) groups(groups []graph.Group) {
 	var deletes []Change
 	for _, g := range groups {
 		cur, linked := d.st.Groups[g.ID]
+		if g.Removed != "" {
+			d.plan.Rescan = true
+		}
 		switch {
 		case g.Removed == "deleted" && linked:
 			d.byEntra[g.ID] = "" // gone: a replayed add of it as a nested member must not name it
@@ -292,8 +303,14 @@ func (d *differ) members(groups []graph.Group) {
 				continue
 			}
 			local := d.local(m)
+			if m.Removed && m.Group {
+				d.plan.Rescan = true
+			}
 			if local == "" || local == gid {
 				continue
+			}
+			if m.Removed && !m.Group {
+				d.plan.Left = append(d.plan.Left, local)
 			}
 			pair := [2]string{gid, local}
 			switch {

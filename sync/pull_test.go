@@ -2,12 +2,15 @@ package sync
 
 import (
 	"context"
+	"errors"
+	"iter"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/entrasync/entrasync/graph"
 	"github.com/entrasync/entrasync/graph/graphtest"
 	"github.com/entrasync/entrasync/store"
 )
@@ -475,6 +478,43 @@ func TestReusedUserPrincipalName(t *testing.T) {
 	b, _ := h.localUser(bea)
 	if a.Str("userName") != "bea@contoso.example" || b.Str("userName") != "ann@contoso.example" {
 		t.Fatalf("swap: ann's user is %q, bea's %q", a.Str("userName"), b.Str("userName"))
+	}
+	h.checkMirror()
+}
+
+// failingUsers is a Source whose users delta fails: a run that dies after
+// applying its group pages.
+type failingUsers struct{ Source }
+
+func (f failingUsers) UsersDelta(ctx context.Context, link string) iter.Seq2[graph.UserPage, error] {
+	return func(yield func(graph.UserPage, error) bool) { yield(graph.UserPage{}, errors.New("connection reset")) }
+}
+
+// TestLeaverAfterFailedRun: a run that removed someone's last membership
+// and then failed leaves its links unsaved; the next run, replaying, must
+// still deprovision them though the membership is already gone.
+func TestLeaverAfterFailedRun(t *testing.T) {
+	h := newHarness(t, graphtest.Options{})
+	gs := h.populate(30, 2, 1, 14)
+	h.sync(store.RunSucceeded)
+	leaver := h.userOnlyIn(gs[0])
+	h.dir.RemoveMember(gs[0], leaver)
+	connect := h.w.Connect
+	h.w.Connect = func(ctx context.Context, c store.GraphConnection) (Source, error) {
+		src, err := connect(ctx, c)
+		return failingUsers{src}, err
+	}
+	run, _ := h.sync(store.RunFailed)
+	if !strings.Contains(run.Error, "connection reset") {
+		t.Fatalf("failed run: %+v", run)
+	}
+	if lu, _ := h.localUser(leaver); !lu.Active() || slices.Contains(h.localMembers(gs[0]), leaver) {
+		t.Fatal("the failed run should have removed the membership and stopped before deprovisioning")
+	}
+	h.w.Connect = connect
+	_, c := h.sync(store.RunSucceeded)
+	if lu, _ := h.localUser(leaver); lu.Active() || c.UsersDeactivated != 1 {
+		t.Fatalf("the replay did not deprovision the leaver: %+v", c)
 	}
 	h.checkMirror()
 }

@@ -120,7 +120,7 @@ func (w *Worker) Start(ctx context.Context, tenantName string, opts Options) (st
 	if err != nil {
 		return store.Run{}, nil, err // the lock says what failed, and where
 	}
-	r := &runner{w: w, t: t, conn: conn, opts: opts, cands: map[string]Deprovision{}, links: map[string]string{}}
+	r := &runner{w: w, t: t, conn: conn, opts: opts, cands: map[string]Deprovision{}, links: map[string]string{}, left: map[string]bool{}}
 	mode, err := r.plan(ctx)
 	if err != nil {
 		lease.Release()
@@ -170,7 +170,9 @@ type runner struct {
 	cands map[string]Deprovision // users to deprovision at the end, by local id
 	count Counts
 
-	chunks [][]string // the groups queries, as walked; saved as the manifest
+	chunks [][]string      // the groups queries, as walked; saved as the manifest
+	left   map[string]bool // users Graph reported leaving a group, to check at the end
+	rescan bool            // check every user's scope at the end
 
 	mu gosync.Mutex // guards the throttling figures, reported from HTTP goroutines
 }
@@ -468,6 +470,10 @@ func (r *runner) apply(ctx context.Context, p Page, mark int64) error {
 		for _, d := range plan.Deprovision {
 			r.propose(d)
 		}
+		for _, id := range plan.Left {
+			r.left[id] = true
+		}
+		r.rescan = r.rescan || plan.Rescan
 		return nil
 	}
 }
@@ -676,12 +682,42 @@ func (r *runner) refreshUsers(ctx context.Context) error {
 
 // settle ends a pass: groups no longer in scope lose their members, users
 // left in no group in scope join the deprovision candidates, and the
-// candidates are applied unless they are more than the tenant allows.
+// candidates are applied unless they are more than the tenant allows. A
+// delta pass checks only the users Graph said left a group, unless what it
+// reported calls for checking everyone (see Plan.Rescan).
 func (r *runner) settle(ctx context.Context) error {
 	scope, err := r.scope(ctx)
 	if err != nil {
 		return err
 	}
+	if r.run.Mode == ModeFull || r.rescan {
+		if err := r.settleAll(ctx, scope); err != nil {
+			return err
+		}
+		return r.deprovision(ctx)
+	}
+	ids := make([]string, 0, len(r.left))
+	for id := range r.left {
+		ids = append(ids, id)
+	}
+	still, err := r.w.DB.MembersOfAny(ctx, r.t.ID, ids, scope)
+	if err != nil {
+		return err
+	}
+	users, err := r.w.DB.GetMany(ctx, r.t.ID, store.UserKind, ids)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if u, ok := users[id]; ok && !still[id] && (u.Active() || r.conn.Deprovision == "delete") {
+			r.propose(Deprovision{UserID: id, Reason: "in no assigned group"})
+		}
+	}
+	return r.deprovision(ctx)
+}
+
+// settleAll checks every group and user the pull manages against scope.
+func (r *runner) settleAll(ctx context.Context, scope []string) error {
 	outside, err := r.w.DB.PulledGroupsOutside(ctx, r.t.ID, scope)
 	if err != nil {
 		return err
@@ -702,7 +738,7 @@ func (r *runner) settle(ctx context.Context) error {
 	for _, u := range left {
 		r.propose(Deprovision{UserID: u.ID, Reason: "in no assigned group"})
 	}
-	return r.deprovision(ctx)
+	return nil
 }
 
 // deprovision applies the candidates, or holds them all when they exceed
