@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"sort"
 	"strings"
 )
@@ -222,14 +220,4 @@ func (db *DB) GroupsOf(ctx context.Context, tenant int64, ids []string) (map[str
 		sort.Slice(refs, func(i, j int) bool { return refs[i].ID < refs[j].ID })
 	}
 	return out, nil
-}
-
-// IsMember reports whether id is a direct member of group.
-func (tx *Tx) IsMember(tenant int64, groupID, id string) (bool, error) {
-	var one int
-	err := tx.get(&one, `SELECT 1 FROM memberships WHERE tenant_id = ? AND group_id = ? AND member_id = ?`, tenant, groupID, id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	return err == nil, err
 }

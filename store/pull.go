@@ -34,13 +34,11 @@ func (db *DB) resourcesIn(ctx context.Context, tenant int64, kind Kind, column s
 		if err := db.read.SelectContext(ctx, &rows, db.read.Rebind(q), args...); err != nil {
 			return nil, err
 		}
-		for _, row := range rows {
-			r, err := row.resource(kind)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, r)
+		list, err := resources(rows, kind)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, list...)
 	}
 	return out, nil
 }
@@ -159,15 +157,7 @@ func (db *DB) PulledUsersOutside(ctx context.Context, tenant int64, groups []str
 	if err := db.read.SelectContext(ctx, &rows, db.read.Rebind(q), args...); err != nil {
 		return nil, err
 	}
-	out := make([]Resource, 0, len(rows))
-	for _, row := range rows {
-		r, err := row.resource(UserKind)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return resources(rows, UserKind)
 }
 
 // PulledGroupsOutside returns the local ids of groups the pull manages
@@ -205,15 +195,7 @@ func (db *DB) PulledUsers(ctx context.Context, tenant int64, after string, limit
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Resource, 0, len(rows))
-	for _, row := range rows {
-		r, err := row.resource(UserKind)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return resources(rows, UserKind)
 }
 
 // MarkSeen stamps the memberships of ids in group with run: a full pull

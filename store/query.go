@@ -59,15 +59,8 @@ func (db *DB) List(ctx context.Context, tenant int64, kind Kind, q Query) (Page,
 	if err != nil {
 		return Page{}, err
 	}
-	page.Resources = make([]Resource, 0, len(rows))
-	for _, row := range rows {
-		res, err := row.resource(kind)
-		if err != nil {
-			return Page{}, err
-		}
-		page.Resources = append(page.Resources, res)
-	}
-	return page, nil
+	page.Resources, err = resources(rows, kind)
+	return page, err
 }
 
 // compiler turns a filter into a SQL condition on the resource alias r.

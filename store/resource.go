@@ -112,6 +112,19 @@ func (r resourceRow) resource(k Kind) (Resource, error) {
 	return res, nil
 }
 
+// resources decodes rows of one kind.
+func resources(rows []resourceRow, kind Kind) ([]Resource, error) {
+	out := make([]Resource, 0, len(rows))
+	for _, row := range rows {
+		r, err := row.resource(kind)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
 const resourceColumns = `id, entra_id, version, created_at, modified_at, doc`
 
 // Get returns one resource of tenant.
@@ -129,33 +142,6 @@ func getResource(ctx context.Context, q queryer, tenant int64, kind Kind, id str
 	err := q.GetContext(ctx, &r, q.Rebind(`SELECT `+resourceColumns+` FROM `+kind.info().table+` WHERE tenant_id = ? AND id = ?`), tenant, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Resource{}, Errorf(NotFound, "%s %q not found", kind, id)
-	}
-	if err != nil {
-		return Resource{}, err
-	}
-	return r.resource(kind)
-}
-
-// FindByEntraID returns the resource with the given Entra object id.
-func (tx *Tx) FindByEntraID(tenant int64, kind Kind, entraID string) (Resource, error) {
-	return tx.findOne(tenant, kind, "entra_id = ?", strings.ToLower(entraID))
-}
-
-// FindUserByUserName returns the user whose userName equals name, ignoring case.
-func (tx *Tx) FindUserByUserName(tenant int64, name string) (Resource, error) {
-	return tx.findOne(tenant, UserKind, "user_name_fold = ?", fold(name))
-}
-
-// FindByExternalID returns the first resource (oldest) with that externalId.
-func (tx *Tx) FindByExternalID(tenant int64, kind Kind, externalID string) (Resource, error) {
-	return tx.findOne(tenant, kind, "external_id = ?", externalID)
-}
-
-func (tx *Tx) findOne(tenant int64, kind Kind, cond string, arg any) (Resource, error) {
-	var r resourceRow
-	err := tx.get(&r, `SELECT `+resourceColumns+` FROM `+kind.info().table+` WHERE tenant_id = ? AND `+cond+` ORDER BY id LIMIT 1`, tenant, arg)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Resource{}, Errorf(NotFound, "%s not found", kind)
 	}
 	if err != nil {
 		return Resource{}, err

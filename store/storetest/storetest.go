@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	gosync "sync"
 	"testing"
 	"time"
@@ -39,6 +40,13 @@ func Run(t *testing.T, open Opener) {
 		{"Rollback", testRollback},
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"FirstStart", testFirstStart},
+		{"LinkingForThePull", testLinking},
+		{"Scope", testScope},
+		{"FullPassMarks", testMarks},
+		{"GraphConnections", testGraphConnections},
+		{"Runs", testRuns},
+		{"DeltaLinksAndLeases", testLinksAndLeases},
+		{"OpsKeys", testOpsKeys},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -201,23 +209,18 @@ func testResources(t *testing.T, db *store.DB) {
 	}
 	_, err = db.Get(ctx, tn.ID, store.GroupKind, u.ID)
 	mustCode(t, err, store.NotFound)
-	write(t, db, func(tx *store.Tx) error {
-		for _, find := range []func() (store.Resource, error){
-			func() (store.Resource, error) { return tx.FindUserByUserName(tn.ID, "ada@contoso.COM") },
-			func() (store.Resource, error) { return tx.FindByEntraID(tn.ID, store.UserKind, u.EntraID) },
-			func() (store.Resource, error) { return tx.FindByExternalID(tn.ID, store.UserKind, "e-1") },
-		} {
-			r, err := find()
-			if err != nil || r.ID != u.ID {
-				return fmt.Errorf("find = %+v, %v", r, err)
-			}
-		}
-		_, err := tx.FindByExternalID(tn.ID, store.UserKind, "E-1")
-		if store.ErrorCode(err) != store.NotFound {
-			return fmt.Errorf("externalId matched case-insensitively: %v", err)
-		}
-		return nil
-	})
+	byEntra, err := db.ByEntraID(ctx, tn.ID, store.UserKind, []string{strings.ToUpper(u.EntraID)})
+	if err != nil || byEntra[strings.ToLower(u.EntraID)].ID != u.ID {
+		t.Fatalf("ByEntraID = %+v, %v", byEntra, err)
+	}
+	byName, err := db.UsersByUserName(ctx, tn.ID, []string{"ada@contoso.COM"})
+	if err != nil || byName["ada@contoso.com"].ID != u.ID {
+		t.Fatalf("UsersByUserName = %+v, %v", byName, err)
+	}
+	many, err := db.GetMany(ctx, tn.ID, store.UserKind, []string{u.ID, "nope"})
+	if err != nil || len(many) != 1 || many[u.ID].ID != u.ID {
+		t.Fatalf("GetMany = %+v, %v", many, err)
+	}
 }
 
 func testUniqueness(t *testing.T, db *store.DB) {
@@ -673,5 +676,215 @@ func testFirstStart(t *testing.T, db *store.DB) {
 	write(t, db, func(tx *store.Tx) error { var err error; second, err = tx.FirstStart(); return err })
 	if !first || second {
 		t.Fatalf("FirstStart: %v then %v", first, second)
+	}
+}
+
+func testLinking(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	const oid = "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef"
+	byExt := user("pushed@contoso.com", "externalId", strings.ToUpper(oid))
+	byName := user("Upn@Contoso.com")
+	linked := user("linked@contoso.com", "externalId", "11111111-1111-1111-1111-111111111111")
+	linked.EntraID = "22222222-2222-2222-2222-222222222222"
+	g := group("Sales")
+	g.Doc["externalId"] = oid
+	insert(t, db, tn.ID, byExt, byName, linked, g)
+	if r, ok, err := db.FindUserForEntra(ctx, tn.ID, oid, "someone@contoso.com"); err != nil || !ok || r.ID != byExt.ID {
+		t.Fatalf("by externalId: %+v %v %v", r, ok, err)
+	}
+	if r, ok, err := db.FindUserForEntra(ctx, tn.ID, "33333333-3333-3333-3333-333333333333", "upn@contoso.COM"); err != nil || !ok || r.ID != byName.ID {
+		t.Fatalf("by userName: %+v %v %v", r, ok, err)
+	}
+	// A user already linked to another Entra object is never taken.
+	if _, ok, _ := db.FindUserForEntra(ctx, tn.ID, "11111111-1111-1111-1111-111111111111", "linked@contoso.com"); ok {
+		t.Fatal("matched a user linked to another Entra object")
+	}
+	if r, ok, err := db.FindGroupForEntra(ctx, tn.ID, oid); err != nil || !ok || r.ID != g.ID {
+		t.Fatalf("group by externalId: %+v %v %v", r, ok, err)
+	}
+}
+
+func testScope(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	top, mid, leaf, other := group("top"), group("mid"), group("leaf"), group("other")
+	for _, g := range []*store.Resource{top, mid, leaf, other} {
+		g.EntraID = store.NewID()
+	}
+	inTop, inLeaf, inOther, nowhere := user("a"), user("b"), user("c"), user("d")
+	for _, u := range []*store.Resource{inTop, inLeaf, inOther, nowhere} {
+		u.EntraID = store.NewID()
+	}
+	inactive := user("e", "active", false)
+	inactive.EntraID = store.NewID()
+	pushed := user("f") // SCIM only: never the pull's to deprovision
+	insert(t, db, tn.ID, top, mid, leaf, other, inTop, inLeaf, inOther, nowhere, inactive, pushed)
+	write(t, db, func(tx *store.Tx) error {
+		for _, m := range []struct{ g, ids []string }{
+			{[]string{top.ID}, []string{mid.ID, inTop.ID}},
+			{[]string{mid.ID}, []string{leaf.ID}},
+			{[]string{leaf.ID}, []string{inLeaf.ID, top.ID}}, // a cycle
+			{[]string{other.ID}, []string{inOther.ID}},
+		} {
+			if _, err := tx.AddMembers(tn.ID, m.g[0], m.ids); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	direct, _ := db.ScopeGroups(ctx, tn.ID, []string{top.ID}, false)
+	nested, err := db.ScopeGroups(ctx, tn.ID, []string{top.ID}, true)
+	if err != nil || !slices.Equal(direct, []string{top.ID}) || !slices.Equal(nested, sorted(top.ID, mid.ID, leaf.ID)) {
+		t.Fatalf("scope: direct %v, nested %v, %v", direct, nested, err)
+	}
+	outside, err := db.PulledUsersOutside(ctx, tn.ID, nested, true)
+	if err != nil || len(outside) != 2 || !slices.Contains(ids(outside), inOther.ID) || !slices.Contains(ids(outside), nowhere.ID) {
+		t.Fatalf("active users outside: %v %v", ids(outside), err)
+	}
+	if all, _ := db.PulledUsersOutside(ctx, tn.ID, nested, false); len(all) != 3 {
+		t.Fatalf("all users outside: %v", ids(all))
+	}
+	groups, err := db.PulledGroupsOutside(ctx, tn.ID, nested)
+	if err != nil || !slices.Equal(groups, []string{other.ID}) {
+		t.Fatalf("groups outside: %v %v", groups, err)
+	}
+	member, err := db.MembersOfAny(ctx, tn.ID, []string{inTop.ID, inLeaf.ID, inOther.ID}, nested)
+	if err != nil || !member[inTop.ID] || !member[inLeaf.ID] || member[inOther.ID] {
+		t.Fatalf("MembersOfAny: %v %v", member, err)
+	}
+	pairs, err := db.MembershipPairs(ctx, tn.ID, []string{top.ID, other.ID}, []string{inTop.ID, inOther.ID, mid.ID})
+	if err != nil || len(pairs) != 3 || !pairs[[2]string{top.ID, mid.ID}] || pairs[[2]string{top.ID, inOther.ID}] {
+		t.Fatalf("MembershipPairs: %v %v", pairs, err)
+	}
+	if n, err := db.CountPulledUsers(ctx, tn.ID); err != nil || n != 4 {
+		t.Fatalf("CountPulledUsers = %d, %v", n, err)
+	}
+}
+
+func testMarks(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	g := group("g")
+	a, b, c := user("a"), user("b"), user("c")
+	insert(t, db, tn.ID, g, a, b, c)
+	write(t, db, func(tx *store.Tx) error { _, err := tx.AddMembers(tn.ID, g.ID, []string{a.ID, b.ID, c.ID}); return err })
+	var removed int
+	write(t, db, func(tx *store.Tx) error {
+		if err := tx.MarkSeen(tn.ID, g.ID, []string{a.ID, c.ID}, 7); err != nil {
+			return err
+		}
+		var err error
+		removed, err = tx.SweepUnseen(tn.ID, g.ID, 7)
+		return err
+	})
+	if got := memberIDs(t, db, tn.ID, g.ID); removed != 1 || !slices.Equal(got, sorted(a.ID, c.ID)) {
+		t.Fatalf("sweep removed %d, left %v", removed, got)
+	}
+}
+
+func testGraphConnections(t *testing.T, db *store.DB) {
+	newTenant(t, db, "acme")
+	key := []byte("0123456789abcdef0123456789abcdef")
+	c := store.GraphConnection{Tenant: "acme", AzureTenantID: "t", ClientID: "c", Credential: "secret", Secret: []byte("s3cr3t"),
+		Groups: []string{"g1", "g2"}, Schedule: "@every 40m", Deprovision: "deactivate", ThresholdPercent: 20,
+		AuthorityHost: "https://login.microsoftonline.com/", GraphURL: "https://graph.microsoft.com"}
+	err := db.Write(ctx, func(tx *store.Tx) error { return tx.SaveGraphConnection(c, nil) })
+	mustCode(t, err, store.Invalid) // no key, no secret stored
+	write(t, db, func(tx *store.Tx) error { return tx.SaveGraphConnection(c, key) })
+	got, err := db.GraphConnection(ctx, "acme", key)
+	if err != nil || string(got.Secret) != "s3cr3t" || !slices.Equal(got.Groups, c.Groups) || got.ThresholdPercent != 20 {
+		t.Fatalf("GraphConnection = %+v, %v", got, err)
+	}
+	if sealed, _ := db.GraphConnection(ctx, "acme", nil); sealed.Secret != nil {
+		t.Fatal("the secret came back without the key")
+	}
+	wrong := []byte("fedcba9876543210fedcba9876543210")
+	_, err = db.GraphConnection(ctx, "acme", wrong)
+	mustCode(t, err, store.Invalid)
+	c.Schedule, c.ThresholdPercent, c.ThresholdCount = "@hourly", 0, 50
+	write(t, db, func(tx *store.Tx) error { return tx.SaveGraphConnection(c, key) })
+	list, err := db.GraphConnections(ctx)
+	if err != nil || len(list) != 1 || list[0].Schedule != "@hourly" || list[0].ThresholdCount != 50 || list[0].Secret != nil {
+		t.Fatalf("GraphConnections = %+v, %v", list, err)
+	}
+	newTenant(t, db, "bare")
+	_, err = db.GraphConnection(ctx, "bare", key)
+	mustCode(t, err, store.NotFound)
+}
+
+func testRuns(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	var first, second store.Run
+	write(t, db, func(tx *store.Tx) error { var err error; first, err = tx.StartRun(tn, "cli", "full"); return err })
+	if r, ok, _ := db.RunningRun(ctx, "acme"); !ok || r.ID != first.ID {
+		t.Fatal("no running run")
+	}
+	// A new run finds the first still marked running: its process died.
+	write(t, db, func(tx *store.Tx) error {
+		var err error
+		second, err = tx.StartRun(tn, "schedule", "delta")
+		return err
+	})
+	got, err := db.Run(ctx, "acme", first.ID)
+	if err != nil || got.Status != store.RunFailed || !strings.Contains(got.Error, "interrupted") || got.FinishedAt == nil {
+		t.Fatalf("interrupted run: %+v %v", got, err)
+	}
+	second.Status, second.Pages, second.Changes = store.RunSucceeded, 3, []byte(`{"usersCreated":2}`)
+	write(t, db, func(tx *store.Tx) error { return tx.FinishRun(second) })
+	runs, err := db.Runs(ctx, "acme", 10)
+	if err != nil || len(runs) != 2 || runs[0].ID != second.ID || runs[0].Status != store.RunSucceeded || runs[0].Pages != 3 ||
+		string(runs[0].Changes) != `{"usersCreated":2}` || runs[0].Trigger != "schedule" {
+		t.Fatalf("Runs = %+v, %v", runs, err)
+	}
+	_, err = db.Run(ctx, "acme", 999)
+	mustCode(t, err, store.NotFound)
+}
+
+func testLinksAndLeases(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	write(t, db, func(tx *store.Tx) error {
+		for _, k := range []string{"a", "b", "c"} {
+			if err := tx.SaveDeltaLink(tn.ID, k, "https://graph/"+k); err != nil {
+				return err
+			}
+		}
+		return tx.ForgetDeltaLinks(tn.ID, []string{"a", "c"})
+	})
+	if link, saved, err := db.LoadDeltaLink(ctx, tn.ID, "a"); err != nil || link != "https://graph/a" || saved.IsZero() {
+		t.Fatalf("link a: %q %v %v", link, saved, err)
+	}
+	if link, _, _ := db.LoadDeltaLink(ctx, tn.ID, "b"); link != "" {
+		t.Fatal("a forgotten link came back")
+	}
+	take := func(holder string, ttl time.Duration) bool {
+		var ok bool
+		write(t, db, func(tx *store.Tx) error { var err error; ok, err = tx.AcquireLease("run:1", holder, ttl); return err })
+		return ok
+	}
+	if !take("one", time.Hour) || take("two", time.Hour) || !take("one", time.Hour) {
+		t.Fatal("a held lease was taken, or its holder could not renew it")
+	}
+	write(t, db, func(tx *store.Tx) error { return tx.ReleaseLease("run:1", "two") }) // not two's to release
+	if take("two", time.Hour) {
+		t.Fatal("a lease was released by someone who did not hold it")
+	}
+	write(t, db, func(tx *store.Tx) error { return tx.ReleaseLease("run:1", "one") })
+	if !take("two", -time.Second) || !take("three", time.Hour) {
+		t.Fatal("a released or expired lease could not be taken")
+	}
+}
+
+func testOpsKeys(t *testing.T, db *store.DB) {
+	var secret string
+	write(t, db, func(tx *store.Tx) error { var err error; _, secret, err = tx.CreateOpsKey("ci"); return err })
+	err := db.Write(ctx, func(tx *store.Tx) error { _, _, err := tx.CreateOpsKey("ci"); return err })
+	mustCode(t, err, store.Conflict)
+	if k, err := db.AuthenticateOps(ctx, secret); err != nil || k.Name != "ci" {
+		t.Fatalf("AuthenticateOps = %+v, %v", k, err)
+	}
+	write(t, db, func(tx *store.Tx) error { return tx.RevokeOpsKey("ci") })
+	_, err = db.AuthenticateOps(ctx, secret)
+	mustCode(t, err, store.NotFound)
+	write(t, db, func(tx *store.Tx) error { _, _, err := tx.CreateOpsKey("ci"); return err }) // the name is free again
+	if keys, _ := db.OpsKeys(ctx); len(keys) != 2 {
+		t.Fatalf("OpsKeys = %+v", keys)
 	}
 }
