@@ -174,9 +174,6 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	return nil
 }
 
-// Now is the transaction's timestamp.
-func (tx *Tx) Now() time.Time { return tx.now }
-
 func (tx *Tx) rebind(q string) string { return tx.tx.Rebind(q) }
 
 func (tx *Tx) exec(q string, args ...any) (sql.Result, error) {
