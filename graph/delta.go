@@ -3,11 +3,13 @@ package graph
 import (
 	"context"
 	"iter"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
+	gosync "sync"
 
-	"github.com/microsoftgraph/msgraph-sdk-go/directoryobjects"
+	"github.com/microsoftgraph/msgraph-sdk-go/directory"
 	"github.com/microsoftgraph/msgraph-sdk-go/groups"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
@@ -43,6 +45,12 @@ func (c *Client) checkLink(link, resource string) error {
 // a new walk of every user) and yields its pages; the last carries the
 // delta link for the next walk. Stop early by breaking out of the loop.
 func (c *Client) UsersDelta(ctx context.Context, link string) iter.Seq2[UserPage, error] {
+	return c.usersWalk(ctx, link, "")
+}
+
+// usersWalk is UsersDelta; a new walk (link "") is restricted by filter
+// when it is not "".
+func (c *Client) usersWalk(ctx context.Context, link, filter string) iter.Seq2[UserPage, error] {
 	return func(yield func(UserPage, error) bool) {
 		if link != "" {
 			if err := c.checkLink(link, "users"); err != nil {
@@ -55,14 +63,16 @@ func (c *Client) UsersDelta(ctx context.Context, link string) iter.Seq2[UserPage
 			var resp users.DeltaGetResponseable
 			var err error
 			if link == "" && page == 0 {
-				resp, err = c.sdk.Users().Delta().GetAsDeltaGetResponse(ctx, &users.DeltaRequestBuilderGetRequestConfiguration{
-					QueryParameters: &users.DeltaRequestBuilderGetQueryParameters{Select: strings.Split(UserSelect, ",")},
-				})
+				q := &users.DeltaRequestBuilderGetQueryParameters{Select: strings.Split(UserSelect, ",")}
+				if filter != "" {
+					q.Filter = &filter
+				}
+				resp, err = c.sdk.Users().Delta().GetAsDeltaGetResponse(ctx, &users.DeltaRequestBuilderGetRequestConfiguration{QueryParameters: q})
 			} else {
 				resp, err = c.sdk.Users().Delta().WithUrl(link).GetAsDeltaGetResponse(ctx, nil)
 			}
 			if err != nil {
-				yield(UserPage{}, asError(err))
+				yield(UserPage{}, asError(err, permUsers))
 				return
 			}
 			var p UserPage
@@ -99,15 +109,16 @@ func (c *Client) step(next, delta, prev string, page int, resource string) error
 	return c.checkLink(delta, resource)
 }
 
-// groupFilter is the $filter that restricts a groups delta to ids.
-func groupFilter(ids []string) (string, error) {
-	if len(ids) == 0 || len(ids) > MaxGroupsPerQuery {
-		return "", errorf("a groups delta takes 1 to %d group ids, not %d", MaxGroupsPerQuery, len(ids))
+// idFilter is the $filter that restricts a users or groups delta to ids
+// (the only filter delta takes).
+func idFilter(kind string, ids []string) (string, error) {
+	if len(ids) == 0 || len(ids) > maxFilterIDs {
+		return "", errorf("a %ss delta takes 1 to %d %s ids, not %d", kind, maxFilterIDs, kind, len(ids))
 	}
 	parts := make([]string, len(ids))
 	for i, id := range ids {
 		if !ValidObjectID(id) {
-			return "", errorf("%q is not a group object id", id)
+			return "", errorf("%q is not a %s object id", id, kind)
 		}
 		parts[i] = "id eq '" + strings.ToLower(id) + "'"
 	}
@@ -122,7 +133,7 @@ func (c *Client) GroupsDelta(ctx context.Context, link string, groupIDs []string
 		var f string
 		var err error
 		if link == "" {
-			f, err = groupFilter(groupIDs)
+			f, err = idFilter("group", groupIDs)
 		} else {
 			err = c.checkLink(link, "groups")
 		}
@@ -141,7 +152,7 @@ func (c *Client) GroupsDelta(ctx context.Context, link string, groupIDs []string
 				resp, err = c.sdk.Groups().Delta().WithUrl(link).GetAsDeltaGetResponse(ctx, nil)
 			}
 			if err != nil {
-				yield(GroupPage{}, asError(err))
+				yield(GroupPage{}, asError(err, permGroupMembers))
 				return
 			}
 			var p GroupPage
@@ -169,7 +180,7 @@ func (c *Client) LatestUsersLink(ctx context.Context) (string, error) {
 	raw := c.cfg.GraphURL + c.version + "/users/delta?" + q.Encode()
 	resp, err := c.sdk.Users().Delta().WithUrl(raw).GetAsDeltaGetResponse(ctx, nil)
 	if err != nil {
-		return "", asError(err)
+		return "", asError(err, permUsers)
 	}
 	link := deref(resp.GetOdataDeltaLink())
 	if link == "" {
@@ -180,33 +191,106 @@ func (c *Client) LatestUsersLink(ctx context.Context) (string, error) {
 
 // UsersByID looks users up by object id (MaxIDsPerLookup at most). Ids
 // that name no existing user (deleted, or never a user) are left out.
+//
+// It reads a users delta restricted to the ids (User.Read.All suffices, where
+// directoryObjects/getByIds needs Directory.Read.All) to its end and drops
+// the delta link: one request for up to 50 people, more only when Graph
+// splits the answer into pages.
 func (c *Client) UsersByID(ctx context.Context, ids []string) ([]User, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	if len(ids) > MaxIDsPerLookup {
-		return nil, errorf("a lookup takes at most %d ids, not %d", MaxIDsPerLookup, len(ids))
+	filter, err := idFilter("user", ids)
+	if err != nil {
+		return nil, err
 	}
+	var out []User
+	for p, err := range c.usersWalk(ctx, "", filter) {
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range p.Users {
+			if u.Removed == "" {
+				out = append(out, u)
+			}
+		}
+	}
+	return out, nil
+}
+
+// deletedLookups bounds the deleted-items requests one DeletedUsers call
+// has in flight.
+const deletedLookups = 4
+
+// DeletedUsers returns those of ids that are users in Entra's deleted items:
+// soft-deleted, restorable for 30 days. An id that is not there (permanently
+// deleted, never a user, or an active user) is left out. It asks
+// GET /directory/deletedItems/{id} once per id, a few at a time.
+func (c *Client) DeletedUsers(ctx context.Context, ids []string) ([]string, error) {
 	for _, id := range ids {
 		if !ValidObjectID(id) {
 			return nil, errorf("%q is not a user object id", id)
 		}
 	}
-	body := directoryobjects.NewGetByIdsPostRequestBody()
-	body.SetIds(ids)
-	body.SetTypes([]string{"user"})
-	raw := c.cfg.GraphURL + c.version + "/directoryObjects/getByIds?" + url.Values{"$select": {UserSelect}}.Encode()
-	resp, err := c.sdk.DirectoryObjects().GetByIds().WithUrl(raw).PostAsGetByIdsPostResponse(ctx, body, nil)
-	if err != nil {
-		return nil, asError(err)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	deleted := make([]bool, len(ids))
+	var (
+		wg       gosync.WaitGroup
+		once     gosync.Once
+		firstErr error
+	)
+	sem := make(chan struct{}, deletedLookups)
+	for i, id := range ids {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ok, err := c.deletedUser(ctx, id)
+			if err != nil {
+				once.Do(func() { firstErr = err; cancel() })
+				return
+			}
+			deleted[i] = ok
+		}()
 	}
-	var out []User
-	for _, o := range resp.GetValue() {
-		if u, ok := o.(models.Userable); ok {
-			out = append(out, userFrom(u))
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, asError(err, "")
+	}
+	var out []string
+	for i, id := range ids {
+		if deleted[i] {
+			out = append(out, id)
 		}
 	}
 	return out, nil
+}
+
+// deletedUser reports whether id is a user in the deleted items.
+func (c *Client) deletedUser(ctx context.Context, id string) (bool, error) {
+	obj, err := c.sdk.Directory().DeletedItems().ByDirectoryObjectId(id).Get(ctx, &directory.DeletedItemsDirectoryObjectItemRequestBuilderGetRequestConfiguration{
+		QueryParameters: &directory.DeletedItemsDirectoryObjectItemRequestBuilderGetQueryParameters{Select: []string{"id"}},
+	})
+	if err != nil {
+		e := asError(err, permUsers)
+		if e.Status == http.StatusNotFound {
+			return false, nil
+		}
+		return false, e
+	}
+	_, isUser := obj.(models.Userable)
+	return isUser, nil
 }
 
 func userFrom(u models.Userable) User {

@@ -27,7 +27,10 @@ type Error struct {
 	Code       string        // Graph's error code, e.g. syncStateNotFound
 	Message    string        // Graph's message: no secrets, no personal data
 	RetryAfter time.Duration // from Retry-After, for 429 and 503
-	Err        error         // the underlying error, when there is one
+	// Permission is the least-privileged application permission the call
+	// needs, set when Graph refused it (403): Graph does not say.
+	Permission string
+	Err        error // the underlying error, when there is one
 }
 
 func (e *Error) Error() string {
@@ -44,6 +47,9 @@ func (e *Error) Error() string {
 	}
 	if e.RetryAfter > 0 {
 		b.WriteString(" (retry after " + e.RetryAfter.String() + ")")
+	}
+	if e.Permission != "" {
+		b.WriteString(" (the app needs the application permission " + e.Permission + ", granted with admin consent)")
 	}
 	if e.Status == 0 && e.Err != nil {
 		b.WriteString(": " + e.Err.Error())
@@ -80,11 +86,17 @@ func IsAuthentication(err error) bool {
 	return errors.As(err, &e) && (e.Code == CodeAuthentication || e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden)
 }
 
-// asError turns what the SDK returned into an *Error.
-func asError(err error) error {
-	if err == nil {
-		return nil
+// asError turns what the SDK returned into an *Error. permission is what
+// the call needs: a 403 names it.
+func asError(err error, permission string) *Error {
+	e := classify(err)
+	if e.Status == http.StatusForbidden {
+		e.Permission = permission
 	}
+	return e
+}
+
+func classify(err error) *Error {
 	var ge *Error
 	if errors.As(err, &ge) {
 		return ge

@@ -33,6 +33,27 @@ var Clouds = map[string]struct{ AuthorityHost, GraphURL string }{
 	"china":  {"https://login.chinacloudapi.cn/", "https://microsoftgraph.chinacloudapi.cn"},
 }
 
+// The least-privileged application permissions of the calls the pull makes.
+const (
+	permUsers        = "User.Read.All"
+	permGroupMembers = "GroupMember.Read.All"
+)
+
+// RequiredPermissions are the Microsoft Graph application permissions (with
+// admin consent) the pull needs, and all it needs. Each call it makes, with
+// the least-privileged permission that covers it, from the "Permissions"
+// table of the call's Microsoft Graph v1.0 reference page:
+//
+//	GET /groups/delta?$filter=id eq '…'&$select=…,members  (GroupsDelta)       GroupMember.Read.All
+//	GET /users/delta?$select=…                              (UsersDelta)        User.Read.All
+//	GET /users/delta?$deltatoken=latest                     (LatestUsersLink)   User.Read.All
+//	GET /users/delta?$filter=id eq '…' or …                 (UsersByID)         User.Read.All
+//	GET /directory/deletedItems/{id}                        (DeletedUsers)      User.Read.All
+//
+// Not needed: Directory.Read.All (the pull does not call
+// directoryObjects/getByIds), Group.Read.All, any write permission.
+var RequiredPermissions = []string{permGroupMembers, permUsers}
+
 // Config is what a client for one customer tenant needs.
 type Config struct {
 	TenantID     string // the customer's Entra tenant (directory) id

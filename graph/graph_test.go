@@ -36,11 +36,14 @@ func (f *fakeSleep) sleep(ctx context.Context, d time.Duration) error {
 	return ctx.Err()
 }
 
+// newFake starts a fake Graph with the app registered and granted exactly
+// what the README asks a customer's admin for.
 func newFake(t *testing.T, opts graphtest.Options) *graphtest.Server {
 	t.Helper()
 	srv := graphtest.NewServer(opts)
 	t.Cleanup(srv.Close)
 	srv.AddApp(tenantID, clientID, secret)
+	srv.Grant(tenantID, clientID, graph.RequiredPermissions...)
 	return srv
 }
 

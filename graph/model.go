@@ -63,8 +63,13 @@ const UserSelect = "id,userPrincipalName,displayName,givenName,surname,mail,acco
 // GroupSelect is the group properties entrasync reads, members included.
 const GroupSelect = "id,displayName,description,members"
 
-// MaxGroupsPerQuery is Graph's limit on ids in one delta $filter.
-const MaxGroupsPerQuery = 50
+// maxFilterIDs is Graph's limit on ids in one delta $filter (user-delta and
+// group-delta reference pages: "There is a limit of 50 filtered objects").
+const maxFilterIDs = 50
 
-// MaxIDsPerLookup is Graph's limit on ids in one getByIds request.
-const MaxIDsPerLookup = 1000
+// MaxGroupsPerQuery is the most groups one groups delta walks.
+const MaxGroupsPerQuery = maxFilterIDs
+
+// MaxIDsPerLookup is the most ids one UsersByID call takes: it reads a users
+// delta filtered by them.
+const MaxIDsPerLookup = maxFilterIDs

@@ -50,6 +50,7 @@ func demo(e *env, inv *invocation) error {
 	defer fake.Close()
 	secret := rand.Text()
 	fake.AddApp(demoAzureTenant, demoClientID, secret)
+	fake.Grant(demoAzureTenant, demoClientID, graph.RequiredPermissions...)
 	dir := fake.Tenant(demoAzureTenant)
 	groups := dir.Populate(mrand.New(mrand.NewSource(42)), 300, 6)
 	sort.Strings(groups)

@@ -31,11 +31,8 @@ const clockSkew = 5 * time.Minute
 type app struct {
 	secrets []string
 	certs   []*x509.Certificate
-}
-
-type accessToken struct {
-	tenant, clientID string
-	expires          time.Time // real clock
+	roles   []string // admin-consented application permissions, sorted
+	spID    string   // the service principal's object id: a token's oid
 }
 
 func appKey(tenantID, clientID string) string {
@@ -44,6 +41,7 @@ func appKey(tenantID, clientID string) string {
 
 // AddApp registers an application in a tenant with a client secret (more
 // calls add more secrets, as an app may have several). The tenant is created.
+// The app is granted no permission: see Grant.
 func (s *Server) AddApp(tenantID, clientID, secret string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -68,7 +66,7 @@ func (s *Server) appLocked(tenantID, clientID string) *app {
 	k := appKey(tenantID, clientID)
 	a := s.apps[k]
 	if a == nil {
-		a = &app{}
+		a = &app{spID: newGUID()}
 		s.apps[k] = a
 	}
 	return a
@@ -316,16 +314,21 @@ func (s *Server) serveToken(e *exchange, r *http.Request, tenant string) {
 		return
 	}
 
-	tok := randomToken()
 	s.mu.Lock()
-	now := time.Now()
-	for k, t := range s.access { // keep the map small in long demos
-		if now.After(t.expires) {
-			delete(s.access, k)
-		}
-	}
-	s.access[tok] = accessToken{tenant: strings.ToLower(tenant), clientID: strings.ToLower(clientID), expires: now.Add(accessTokenLifetime)}
+	roles := append([]string(nil), a.roles...) // as consented now: a later Grant needs a new token
+	spID := a.spID
 	s.mu.Unlock()
+	acr := "1"
+	if assertion != "" {
+		acr = "2"
+	}
+	now := time.Now()
+	tok := s.issueToken(tokenClaims{
+		Aud: strings.TrimSuffix(resource, "/"), Iss: "https://sts.windows.net/" + strings.ToLower(tenant) + "/",
+		Iat: now.Unix(), Nbf: now.Unix(), Exp: now.Add(accessTokenLifetime).Unix(),
+		AppID: strings.ToLower(clientID), AppIDAC: acr, IDTyp: "app", OID: spID, Sub: spID,
+		Roles: roles, TID: strings.ToLower(tenant), Ver: "1.0",
+	})
 	e.Header().Set("Cache-Control", "no-store, no-cache")
 	writeJSON(e, http.StatusOK, map[string]any{
 		"token_type":     "Bearer",
@@ -340,33 +343,16 @@ func hasBasic(r *http.Request) bool {
 	return ok
 }
 
-func randomToken() string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// checkBearer returns the tenant of a valid bearer token, or the message
+// checkBearer returns the claims of a valid bearer token, or the message
 // Graph gives for a bad one.
-func (s *Server) checkBearer(r *http.Request) (tenant, problem string) {
+func (s *Server) checkBearer(r *http.Request) (*tokenClaims, string) {
 	h := r.Header.Get("Authorization")
 	scheme, tok, _ := strings.Cut(h, " ")
 	tok = strings.TrimSpace(tok)
 	if h == "" || !strings.EqualFold(scheme, "Bearer") || tok == "" {
-		return "", "Access token is empty."
+		return nil, "Access token is empty."
 	}
-	s.mu.Lock()
-	t, ok := s.access[tok]
-	s.mu.Unlock()
-	switch {
-	case !ok:
-		return "", "Invalid JWT token. The token is not issued by this (fake) service."
-	case time.Now().After(t.expires):
-		return "", "Lifetime validation failed, the token is expired."
-	}
-	return t.tenant, ""
+	return s.readToken(tok, time.Now())
 }
 
 // decodeB64 accepts the base64 flavours found in JWT headers: MSAL puts a

@@ -257,6 +257,7 @@ func TestTokenSelectsTenant(t *testing.T) {
 	s, d, tok := setup(t, Options{})
 	const tenantB = "0a1b2c3d-0000-4000-8000-00000000000b"
 	s.AddApp(tenantB, appA, "other")
+	s.Grant(tenantB, appA, "User.Read.All")
 	tokB := secretToken(t, s, tenantB, appA, "other")
 	d.AddUser(User{DisplayName: "A only"})
 	s.Tenant(tenantB).AddUser(User{DisplayName: "B only"})

@@ -495,14 +495,20 @@ func (d *Directory) usersPage(b []byte, w *walk, o pageOpts) ([]byte, *walk) {
 }
 
 func (d *Directory) appendUser(b []byte, i int, mask uint32) []byte {
-	u := &d.users[i]
 	switch d.uState[i] {
 	case stSoftDeleted:
-		return appendRemoved(b, u.ID, "changed")
+		return appendRemoved(b, d.users[i].ID, "changed")
 	case stHardDeleted:
-		return appendRemoved(b, u.ID, "deleted")
+		return appendRemoved(b, d.users[i].ID, "deleted")
 	}
 	b = append(b, '{')
+	b = appendUserProps(b, &d.users[i], mask)
+	return append(b, '}')
+}
+
+// appendUserProps writes a user's selected properties and its id as JSON
+// members, without braces.
+func appendUserProps(b []byte, u *User, mask uint32) []byte {
 	for p := 0; p < len(userProps)-1; p++ {
 		if mask&(1<<p) == 0 {
 			continue
@@ -528,8 +534,7 @@ func (d *Directory) appendUser(b []byte, i int, mask uint32) []byte {
 		b = append(b, ',')
 	}
 	b = append(b, `"id":`...)
-	b = appendJSONString(b, u.ID)
-	return append(b, '}')
+	return appendJSONString(b, u.ID)
 }
 
 func userString(u *User, p int) string {
@@ -632,33 +637,7 @@ func (d *Directory) appendGroup(b []byte, i, slot int, mask uint32, w *walk, lim
 		return appendRemoved(b, g.g.ID, "deleted"), -1
 	}
 	b = append(b, '{')
-	if mask&(1<<gpDisplayName) != 0 {
-		b = append(b, `"displayName":`...)
-		b = appendNullable(b, g.g.DisplayName)
-		b = append(b, ',')
-	}
-	if mask&(1<<gpDescription) != 0 {
-		b = append(b, `"description":`...)
-		b = appendNullable(b, g.g.Description)
-		b = append(b, ',')
-	}
-	if mask&(1<<gpMailNickname) != 0 {
-		b = append(b, `"mailNickname":`...)
-		b = appendNullable(b, g.g.MailNickname)
-		b = append(b, ',')
-	}
-	if mask&(1<<gpSecurityEnabled) != 0 {
-		b = append(b, `"securityEnabled":`...)
-		b = appendBool(b, g.g.SecurityEnabled)
-		b = append(b, ',')
-	}
-	if mask&(1<<gpMailEnabled) != 0 {
-		b = append(b, `"mailEnabled":`...)
-		b = appendBool(b, g.g.MailEnabled)
-		b = append(b, ',')
-	}
-	b = append(b, `"id":`...)
-	b = appendJSONString(b, g.g.ID)
+	b = appendGroupProps(b, &g.g, mask)
 	more := -1
 	if mask&(1<<gpMembers) != 0 {
 		ok := func(m *member) bool {
@@ -702,6 +681,38 @@ func (d *Directory) appendGroup(b []byte, i, slot int, mask uint32, w *walk, lim
 		}
 	}
 	return append(b, '}'), more
+}
+
+// appendGroupProps writes a group's selected properties (members aside)
+// and its id as JSON members, without braces.
+func appendGroupProps(b []byte, g *Group, mask uint32) []byte {
+	if mask&(1<<gpDisplayName) != 0 {
+		b = append(b, `"displayName":`...)
+		b = appendNullable(b, g.DisplayName)
+		b = append(b, ',')
+	}
+	if mask&(1<<gpDescription) != 0 {
+		b = append(b, `"description":`...)
+		b = appendNullable(b, g.Description)
+		b = append(b, ',')
+	}
+	if mask&(1<<gpMailNickname) != 0 {
+		b = append(b, `"mailNickname":`...)
+		b = appendNullable(b, g.MailNickname)
+		b = append(b, ',')
+	}
+	if mask&(1<<gpSecurityEnabled) != 0 {
+		b = append(b, `"securityEnabled":`...)
+		b = appendBool(b, g.SecurityEnabled)
+		b = append(b, ',')
+	}
+	if mask&(1<<gpMailEnabled) != 0 {
+		b = append(b, `"mailEnabled":`...)
+		b = appendBool(b, g.MailEnabled)
+		b = append(b, ',')
+	}
+	b = append(b, `"id":`...)
+	return appendJSONString(b, g.ID)
 }
 
 func appendRemoved(b []byte, id, reason string) []byte {

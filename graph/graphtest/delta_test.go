@@ -759,8 +759,8 @@ func keys[V any](m map[string]V) []string {
 }
 
 func TestPopulateIsDeterministic(t *testing.T) {
-	a := newDirectory("a")
-	b := newDirectory("b")
+	a := newDirectory("a", time.Now)
+	b := newDirectory("b", time.Now)
 	a.Populate(rand.New(rand.NewSource(3)), 50, 5)
 	b.Populate(rand.New(rand.NewSource(3)), 50, 5)
 	if !slices.Equal(a.Users(), b.Users()) {

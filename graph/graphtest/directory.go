@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 )
 
 // User is a directory user as the fake stores it. Empty strings are sent as
@@ -42,7 +43,8 @@ const (
 type Directory struct {
 	mu  sync.Mutex
 	id  string
-	seq uint64 // head of the change log
+	seq uint64           // head of the change log
+	now func() time.Time // stamps deletedDateTime
 
 	// Users as parallel slices: the scan for "changed since p" only touches
 	// the small uSeq/uState slices.
@@ -50,6 +52,8 @@ type Directory struct {
 	uSeq    []uint64
 	uState  []uint8
 	userIdx map[string]int32
+	// uDeleted holds when each soft-deleted user was deleted.
+	uDeleted map[int32]time.Time
 
 	groups   []*groupRec
 	groupIdx map[string]int32
@@ -59,9 +63,10 @@ type Directory struct {
 }
 
 type groupRec struct {
-	g     Group
-	state uint8
-	seq   uint64 // last change visible in groups/delta (properties, state, members)
+	g         Group
+	state     uint8
+	seq       uint64    // last change visible in groups/delta (properties, state, members)
+	deletedAt time.Time // when soft-deleted
 
 	members   []member         // insertion order; removed members stay as tombstones
 	memberIdx map[uint32]int32 // member ref -> index in members
@@ -80,10 +85,12 @@ type member struct {
 func refUser(i int32) uint32  { return uint32(i) << 1 }
 func refGroup(i int32) uint32 { return uint32(i)<<1 | 1 }
 
-func newDirectory(id string) *Directory {
+func newDirectory(id string, now func() time.Time) *Directory {
 	return &Directory{
 		id:        id,
+		now:       now,
 		userIdx:   make(map[string]int32),
+		uDeleted:  make(map[int32]time.Time),
 		groupIdx:  make(map[string]int32),
 		nameCount: make(map[string]int32),
 	}
@@ -183,9 +190,14 @@ func (d *Directory) SoftDeleteUser(id string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if i, ok := d.userIdx[id]; ok && d.uState[i] == stActive {
-		d.uState[i] = stSoftDeleted
-		d.uSeq[i] = d.next()
+		d.softDeleteUser(i)
 	}
+}
+
+func (d *Directory) softDeleteUser(i int32) {
+	d.uState[i] = stSoftDeleted
+	d.uSeq[i] = d.next()
+	d.uDeleted[i] = d.now().UTC()
 }
 
 // RestoreUser brings a soft-deleted user back. groups/delta announces its
@@ -193,13 +205,16 @@ func (d *Directory) SoftDeleteUser(id string) {
 func (d *Directory) RestoreUser(id string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	i, ok := d.userIdx[id]
-	if !ok || d.uState[i] != stSoftDeleted {
-		return
+	if i, ok := d.userIdx[id]; ok && d.uState[i] == stSoftDeleted {
+		d.restoreUser(i)
 	}
+}
+
+func (d *Directory) restoreUser(i int32) {
 	seq := d.next()
 	d.uState[i] = stActive
 	d.uSeq[i] = seq
+	delete(d.uDeleted, i)
 	d.reannounce(refUser(i), seq)
 }
 
@@ -217,6 +232,7 @@ func (d *Directory) HardDeleteUser(id string) {
 	d.uState[i] = stHardDeleted
 	d.uSeq[i] = seq
 	d.users[i] = User{ID: id} // a tombstone needs only the id
+	delete(d.uDeleted, i)
 	d.dropEverywhere(refUser(i), seq)
 }
 
@@ -297,6 +313,7 @@ func (d *Directory) DeleteGroup(id string, hard bool) {
 	r.seq = seq
 	if !hard {
 		r.state = stSoftDeleted
+		r.deletedAt = d.now().UTC()
 		return
 	}
 	r.state = stHardDeleted

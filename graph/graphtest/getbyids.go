@@ -1,9 +1,7 @@
 package graphtest
 
 import (
-	"compress/gzip"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 )
@@ -11,10 +9,10 @@ import (
 // maxGetByIDs is Graph's limit on ids in one getByIds request.
 const maxGetByIDs = 1000
 
-// serveGetByIDs answers POST /v1.0/directoryObjects/getByIds for users: the
-// existing (not deleted) users among the ids, with the $select properties
-// (Graph's default subset without one); ids it does not know are left out,
-// as Graph does.
+// serveGetByIDs answers POST /v1.0/directoryObjects/getByIds for users
+// (the caller has checked the permissions): the existing (not deleted)
+// users among the ids, with the $select properties (Graph's default subset
+// without one); ids it does not know are left out, as Graph does.
 func (s *Server) serveGetByIDs(e *exchange, r *http.Request, d *Directory) {
 	if r.Method != http.MethodPost {
 		graphError(e, r, http.StatusMethodNotAllowed, "Request_BadRequest", "getByIds takes POST.")
@@ -24,16 +22,11 @@ func (s *Server) serveGetByIDs(e *exchange, r *http.Request, d *Directory) {
 		IDs   []string `json:"ids"`
 		Types []string `json:"types"`
 	}
-	var in io.Reader = r.Body
-	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") { // the SDK compresses bodies
-		gz, err := gzip.NewReader(r.Body)
-		if err != nil {
-			graphError(e, r, http.StatusBadRequest, "BadRequest", "Invalid gzip body: "+err.Error())
-			return
-		}
-		in = gz
+	raw, ok := readBody(e, r)
+	if !ok {
+		return
 	}
-	if err := json.NewDecoder(io.LimitReader(in, 1<<20)).Decode(&body); err != nil {
+	if err := json.Unmarshal(raw, &body); err != nil {
 		graphError(e, r, http.StatusBadRequest, "BadRequest", "Invalid request body: "+err.Error())
 		return
 	}
@@ -57,10 +50,7 @@ func (s *Server) serveGetByIDs(e *exchange, r *http.Request, d *Directory) {
 	d.mu.Lock()
 	first := true
 	for _, id := range body.IDs {
-		i, ok := d.userIdx[id]
-		if !ok {
-			i, ok = d.userIdx[strings.ToLower(id)]
-		}
+		i, ok := d.lookupUser(id)
 		if !ok || d.uState[i] != stActive {
 			continue
 		}
@@ -68,13 +58,11 @@ func (s *Server) serveGetByIDs(e *exchange, r *http.Request, d *Directory) {
 			b = append(b, ',')
 		}
 		first = false
-		u := d.appendUser(nil, int(i), mask)
 		b = append(b, `{"@odata.type":"#microsoft.graph.user",`...)
-		b = append(b, u[1:]...)
+		b = appendUserProps(b, &d.users[i], mask)
+		b = append(b, '}')
 	}
 	d.mu.Unlock()
 	b = append(b, "]}"...)
-	e.Header().Set("Content-Type", "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8")
-	e.WriteHeader(http.StatusOK)
-	e.Write(b)
+	writeBody(e, http.StatusOK, pageContentType, b)
 }

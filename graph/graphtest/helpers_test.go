@@ -23,12 +23,14 @@ const (
 	secretA = "s3cr3t~value"
 )
 
-// setup starts a fake with one tenant and app and returns a Graph token.
+// setup starts a fake with one tenant and an app granted what the tests'
+// delta calls need, and returns a Graph token.
 func setup(t testing.TB, opts Options) (*Server, *Directory, string) {
 	t.Helper()
 	s := NewServer(opts)
 	t.Cleanup(s.Close)
 	s.AddApp(tenantA, appA, secretA)
+	s.Grant(tenantA, appA, "GroupMember.Read.All", "User.Read.All")
 	return s, s.Tenant(tenantA), secretToken(t, s, tenantA, appA, secretA)
 }
 

@@ -308,8 +308,7 @@ func (d *Directory) churnOne(r *rand.Rand) string {
 		if ui < 0 {
 			return ""
 		}
-		d.uState[ui] = stSoftDeleted
-		d.uSeq[ui] = d.next()
+		d.softDeleteUser(int32(ui))
 		return fmt.Sprintf("soft-delete: %s is deleted (restorable for 30 days)", d.users[ui].DisplayName)
 	default: // restore
 		var soft []int
@@ -322,10 +321,7 @@ func (d *Directory) churnOne(r *rand.Rand) string {
 			return ""
 		}
 		ui := soft[r.Intn(len(soft))]
-		seq := d.next()
-		d.uState[ui] = stActive
-		d.uSeq[ui] = seq
-		d.reannounce(refUser(int32(ui)), seq)
+		d.restoreUser(int32(ui))
 		return fmt.Sprintf("restore: %s is restored with their group memberships", d.users[ui].DisplayName)
 	}
 }

@@ -1,10 +1,14 @@
 // Package graphtest is a fake Microsoft Entra ID token endpoint and Microsoft
-// Graph (users/delta and groups/delta) served over HTTPS on the loopback
-// interface, for tests, benchmarks and the demo mode.
+// Graph (users/delta, groups/delta, directory/deletedItems/{id} and
+// directoryObjects/getByIds) served over HTTPS on the loopback interface,
+// for tests, benchmarks and the demo mode.
 //
 // It answers the way the real services do where a client can tell the
 // difference: OpenID discovery for MSAL, client-secret and certificate
-// credentials, AADSTS errors, paged delta queries with opaque signed
+// credentials, AADSTS errors, app-only access tokens carrying the
+// application permissions granted with Grant, each endpoint refusing (403
+// Authorization_RequestDenied) what its reference page's permissions do
+// not cover, gzip request bodies, paged delta queries with opaque signed
 // skip/delta tokens, 410/400 resync answers, throttling and Graph's delta
 // quirks (replays, empty pages, split member lists, member removals that are
 // never reported for deleted users).
@@ -28,13 +32,18 @@
 package graphtest
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
+	"io"
+	"log"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,16 +79,16 @@ const maxRequests = 100000
 
 // Server is a running fake. Close it when done.
 type Server struct {
-	opts Options
-	ts   *httptest.Server
-	base string
-	key  []byte // signs delta and skip tokens
+	opts   Options
+	ts     *httptest.Server
+	base   string
+	key    []byte // signs delta and skip tokens
+	jwtKey []byte // signs access tokens
 
 	mu         sync.Mutex
 	tenants    map[string]*Directory
 	apps       map[string]*app // "tenant/client" in lower case
-	access     map[string]accessToken
-	gen        uint64 // bumped by ExpireDeltaTokens; tokens carry it
+	gen        uint64          // bumped by ExpireDeltaTokens; tokens carry it
 	failN      int
 	failStatus int
 	failRetry  time.Duration
@@ -109,15 +118,31 @@ func NewServer(opts Options) *Server {
 		key:     make([]byte, 32),
 		tenants: make(map[string]*Directory),
 		apps:    make(map[string]*app),
-		access:  make(map[string]accessToken),
+		jwtKey:  make([]byte, 32),
 	}
 	if _, err := rand.Read(s.key); err != nil {
 		panic(err)
 	}
+	if _, err := rand.Read(s.jwtKey); err != nil {
+		panic(err)
+	}
 	s.ts = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
+	// Connections a client dialled but no longer needs die in their TLS
+	// handshake when the fake closes; those lines are noise in test output.
+	s.ts.Config.ErrorLog = log.New(handshakeFilter{os.Stderr}, "", log.LstdFlags)
 	s.ts.StartTLS()
 	s.base = s.ts.URL
 	return s
+}
+
+// handshakeFilter drops the server's "TLS handshake error" lines.
+type handshakeFilter struct{ w io.Writer }
+
+func (f handshakeFilter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("http: TLS handshake error")) {
+		return len(p), nil
+	}
+	return f.w.Write(p)
 }
 
 // URL is the base URL, https://127.0.0.1:PORT: the authority host for
@@ -151,7 +176,7 @@ func (s *Server) tenantLocked(tenantID string) *Directory {
 	key := strings.ToLower(tenantID)
 	d := s.tenants[key]
 	if d == nil {
-		d = newDirectory(key)
+		d = newDirectory(key, s.opts.Now)
 		s.tenants[key] = d
 	}
 	return d
@@ -338,39 +363,100 @@ func (s *Server) serveGraph(e *exchange, r *http.Request, segs []string) {
 		return // the client is gone; nothing to answer
 	}
 
-	tenant, msg := s.checkBearer(r)
+	claims, msg := s.checkBearer(r)
 	if msg != "" {
 		e.Header().Set("WWW-Authenticate", `Bearer realm="", authorization_uri="`+s.base+`/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"`)
 		graphError(e, r, http.StatusUnauthorized, "InvalidAuthenticationToken", msg)
 		return
 	}
 	e.rec.Authorized = true
-	e.rec.Tenant = tenant
+	e.rec.Tenant = claims.TID
+	tenant := claims.TID
 
 	if status, retry, ok := s.takeFault(); ok {
 		writeFault(e, r, status, retry)
 		return
 	}
 
-	if len(segs) == 2 && strings.EqualFold(segs[0], "directoryObjects") && strings.EqualFold(segs[1], "getByIds") {
-		s.serveGetByIDs(e, r, s.Tenant(tenant))
-		return
-	}
-	if len(segs) != 2 || (segs[0] != "users" && segs[0] != "groups") {
-		graphError(e, r, http.StatusBadRequest, "BadRequest", "Resource not found for the segment '"+strings.Join(segs, "/")+"'. The fake serves only users/delta, groups/delta and directoryObjects/getByIds.")
-		return
-	}
-	switch segs[1] {
-	case "delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()":
+	d := s.Tenant(tenant)
+	switch {
+	case len(segs) == 2 && strings.EqualFold(segs[0], "directoryObjects") && strings.EqualFold(segs[1], "getByIds"):
+		if !claims.allowed(permGetByIDs) {
+			denied(e, r)
+			return
+		}
+		s.serveGetByIDs(e, r, d)
+	case len(segs) >= 2 && strings.EqualFold(segs[0], "directory"):
+		id, ok := deletedItemID(segs[1:])
+		if !ok {
+			notFoundSegment(e, r, segs)
+			return
+		}
+		s.serveDeletedItem(e, r, d, claims, id)
+	case len(segs) == 2 && (segs[0] == "users" || segs[0] == "groups") && isDelta(segs[1]):
+		if r.Method != http.MethodGet {
+			graphError(e, r, http.StatusMethodNotAllowed, "Request_BadRequest", "The requested HTTP method is not allowed on delta.")
+			return
+		}
+		perms := permUsersDelta
+		if segs[0] == "groups" {
+			perms = permGroupsDelta
+		}
+		if !claims.allowed(perms) {
+			denied(e, r)
+			return
+		}
+		s.serveDelta(e, r, segs[0], d)
 	default:
-		graphError(e, r, http.StatusBadRequest, "BadRequest", "Resource not found for the segment '"+segs[1]+"'. The fake serves only users/delta, groups/delta and directoryObjects/getByIds.")
-		return
+		notFoundSegment(e, r, segs)
 	}
-	if r.Method != http.MethodGet {
-		graphError(e, r, http.StatusMethodNotAllowed, "Request_BadRequest", "The requested HTTP method is not allowed on delta.")
-		return
+}
+
+func isDelta(seg string) bool {
+	switch seg {
+	case "delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()":
+		return true
 	}
-	s.serveDelta(e, r, segs[0], s.Tenant(tenant))
+	return false
+}
+
+func notFoundSegment(w http.ResponseWriter, r *http.Request, segs []string) {
+	graphError(w, r, http.StatusBadRequest, "BadRequest", "Resource not found for the segment '"+strings.Join(segs, "/")+
+		"'. The fake serves only users/delta, groups/delta, directory/deletedItems/{id} and directoryObjects/getByIds.")
+}
+
+// maxBody bounds a request body, decompressed.
+const maxBody = 1 << 20
+
+// readBody reads a request body the way Graph takes it: plain or
+// gzip-compressed (the SDK's compression middleware sends
+// Content-Encoding: gzip), at most maxBody bytes. On failure it has answered.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	var in io.Reader = r.Body
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip":
+		gz, err := gzip.NewReader(io.LimitReader(r.Body, maxBody))
+		if err != nil {
+			graphError(w, r, http.StatusBadRequest, "BadRequest", "The request body is not valid gzip.")
+			return nil, false
+		}
+		defer gz.Close()
+		in = gz
+	default:
+		graphError(w, r, http.StatusUnsupportedMediaType, "BadRequest", "Content-Encoding '"+enc+"' is not supported: send the body plain or gzip-compressed.")
+		return nil, false
+	}
+	b, err := io.ReadAll(io.LimitReader(in, maxBody+1))
+	switch {
+	case err != nil:
+		graphError(w, r, http.StatusBadRequest, "BadRequest", "The request body could not be read (invalid gzip data?).")
+		return nil, false
+	case len(b) > maxBody:
+		graphError(w, r, http.StatusRequestEntityTooLarge, "Request_BadRequest", "The request body is too large.")
+		return nil, false
+	}
+	return b, true
 }
 
 func (s *Server) takeFault() (status int, retry time.Duration, ok bool) {
