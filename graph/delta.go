@@ -129,6 +129,11 @@ func idFilter(kind string, ids []string) (string, error) {
 // MaxGroupsPerQuery), members selected, from link or, when link is "",
 // from the start. A group whose members span pages comes back on each.
 func (c *Client) GroupsDelta(ctx context.Context, link string, groupIDs []string) iter.Seq2[GroupPage, error] {
+	return c.groupsWalk(ctx, link, groupIDs, GroupSelect)
+}
+
+// groupsWalk is GroupsDelta with the properties a new walk selects.
+func (c *Client) groupsWalk(ctx context.Context, link string, groupIDs []string, sel string) iter.Seq2[GroupPage, error] {
 	return func(yield func(GroupPage, error) bool) {
 		var f string
 		var err error
@@ -146,7 +151,7 @@ func (c *Client) GroupsDelta(ctx context.Context, link string, groupIDs []string
 			var resp groups.DeltaGetResponseable
 			if link == "" && page == 0 {
 				resp, err = c.sdk.Groups().Delta().GetAsDeltaGetResponse(ctx, &groups.DeltaRequestBuilderGetRequestConfiguration{
-					QueryParameters: &groups.DeltaRequestBuilderGetQueryParameters{Select: strings.Split(GroupSelect, ","), Filter: &f},
+					QueryParameters: &groups.DeltaRequestBuilderGetQueryParameters{Select: strings.Split(sel, ","), Filter: &f},
 				})
 			} else {
 				resp, err = c.sdk.Groups().Delta().WithUrl(link).GetAsDeltaGetResponse(ctx, nil)
@@ -171,6 +176,28 @@ func (c *Client) GroupsDelta(ctx context.Context, link string, groupIDs []string
 			prev, link = link, next
 		}
 	}
+}
+
+// ExistingGroups returns those of ids (MaxGroupsPerQuery at most) that are
+// groups Graph has; deleted ones (soft or hard) are left out. It reads a
+// groups delta restricted to the ids, without members, to its end and
+// drops the delta link (GroupMember.Read.All suffices).
+func (c *Client) ExistingGroups(ctx context.Context, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var out []string
+	for p, err := range c.groupsWalk(ctx, "", ids, "id,displayName") {
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range p.Groups {
+			if g.Removed == "" {
+				out = append(out, g.ID)
+			}
+		}
+	}
+	return out, nil
 }
 
 // LatestUsersLink returns a users delta link for "from now on"

@@ -213,6 +213,26 @@ func (tx *Tx) MarkSeen(tenant int64, groupID string, ids []string, run int64) er
 	return nil
 }
 
+// LeaveGroups removes member from every group the pull manages (groups
+// with an Entra id), as when Entra soft-deletes a person; groups only SCIM
+// knows keep them.
+func (tx *Tx) LeaveGroups(tenant int64, memberID string) (removed int, err error) {
+	var groups []string
+	err = tx.selectRows(&groups, `SELECT m.group_id FROM memberships m JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
+		WHERE m.tenant_id = ? AND m.member_id = ? AND g.entra_id IS NOT NULL ORDER BY m.group_id`, tenant, memberID)
+	if err != nil {
+		return 0, err
+	}
+	for _, g := range groups {
+		n, err := tx.RemoveMembers(tenant, g, []string{memberID})
+		if err != nil {
+			return removed, err
+		}
+		removed += n
+	}
+	return removed, nil
+}
+
 // SweepUnseen removes the memberships of group that run did not see.
 func (tx *Tx) SweepUnseen(tenant int64, groupID string, run int64) (removed int, err error) {
 	res, err := tx.exec(`DELETE FROM memberships WHERE tenant_id = ? AND group_id = ? AND (seen IS NULL OR seen <> ?)`, tenant, groupID, run)

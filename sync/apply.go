@@ -99,6 +99,12 @@ func applyOne(tx *store.Tx, tenant int64, ch *Change, c *Counts) error {
 			return err
 		}
 		c.MembersRemoved += n
+	case LeaveGroups:
+		n, err := tx.LeaveGroups(tenant, ch.ID)
+		if err != nil {
+			return err
+		}
+		c.MembersRemoved += n
 	default:
 		return fmt.Errorf("sync: unknown change %q", ch.Op)
 	}

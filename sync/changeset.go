@@ -7,6 +7,8 @@
 package sync
 
 import (
+	"log/slog"
+
 	"github.com/entrasync/entrasync/store"
 )
 
@@ -22,6 +24,7 @@ const (
 	SetMembers    Op = "setMembers"    // Members become group ID's whole membership
 	MarkSeen      Op = "markSeen"      // a full pull saw Members in group ID (stamped with Mark)
 	SweepMembers  Op = "sweepMembers"  // members of group ID that the full pull Mark did not see leave
+	LeaveGroups   Op = "leaveGroups"   // user ID leaves every group the pull manages
 )
 
 // Change is one change to a tenant's data.
@@ -30,7 +33,7 @@ type Change struct {
 	Resource  *store.Resource // Create, Update: the whole new state; updated in place with version and stamps
 	IfVersion int64           // Update: apply only to this version (0: any)
 	Kind      store.Kind      // Delete
-	ID        string          // Delete: the resource; member changes: the group
+	ID        string          // Delete: the resource; member changes: the group; LeaveGroups: the user
 	Members   []string        // member changes: user or group ids
 	Mark      int64           // MarkSeen, SweepMembers: the full pull's run id
 }
@@ -71,4 +74,13 @@ func (c *Counts) Add(o Counts) {
 func (c Counts) Total() int {
 	return c.UsersCreated + c.UsersUpdated + c.UsersDeactivated + c.UsersReactivated + c.UsersDeleted +
 		c.GroupsCreated + c.GroupsUpdated + c.GroupsDeleted + c.MembersAdded + c.MembersRemoved
+}
+
+// LogValue logs the counts as fields of their own.
+func (c Counts) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int("usersCreated", c.UsersCreated), slog.Int("usersUpdated", c.UsersUpdated),
+		slog.Int("usersDeactivated", c.UsersDeactivated), slog.Int("usersReactivated", c.UsersReactivated),
+		slog.Int("usersDeleted", c.UsersDeleted), slog.Int("groupsCreated", c.GroupsCreated),
+		slog.Int("groupsUpdated", c.GroupsUpdated), slog.Int("groupsDeleted", c.GroupsDeleted),
+		slog.Int("membersAdded", c.MembersAdded), slog.Int("membersRemoved", c.MembersRemoved))
 }

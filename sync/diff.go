@@ -59,7 +59,7 @@ type Plan struct {
 // of new resources come from newID. It never deactivates or deletes a user
 // itself; it proposes those as Deprovision, for the run's guard.
 func Diff(p Page, st State, newID func() string) Plan {
-	d := differ{st: st, newID: newID, byEntra: map[string]string{}, owner: map[string]string{}, nameOf: map[string]string{},
+	d := differ{st: st, newID: newID, byEntra: map[string]string{}, deleted: map[string]bool{}, owner: map[string]string{}, nameOf: map[string]string{},
 		holders: map[string]store.Resource{}, version: map[string]int64{}}
 	for name, r := range st.NameHolders {
 		d.owner[name], d.nameOf[r.ID], d.holders[r.ID], d.version[r.ID] = r.ID, name, r, r.Version
@@ -82,6 +82,7 @@ type differ struct {
 	nameOf  map[string]string         // local id -> folded userName
 	holders map[string]store.Resource // local id -> a name holder's state
 	version map[string]int64          // local id -> version after this plan's changes so far
+	deleted map[string]bool           // Entra ids of users this page reports deleted: they join no group
 }
 
 // mergeGroups folds repeated items of a group (a large member list spans
@@ -121,12 +122,12 @@ func (d *differ) groups(groups []graph.Group) {
 			d.plan.Rescan = true
 		}
 		switch {
-		case g.Removed == "deleted" && linked:
+		case g.Removed != "" && linked:
+			// Deleted, soft or hard: a full pass cannot tell the two apart
+			// (reading deleted groups needs more than GroupMember.Read.All),
+			// so both delete it here; a restored group comes back as new.
 			d.byEntra[g.ID] = "" // gone: a replayed add of it as a nested member must not name it
 			deletes = append(deletes, Change{Op: Delete, Kind: store.GroupKind, ID: cur.ID})
-		case g.Removed != "" && linked:
-			// Soft-deleted (restorable): its members leave it here; the group stays.
-			d.add(Change{Op: SetMembers, ID: cur.ID, Members: []string{}})
 		case g.Removed != "":
 		case linked:
 			d.byEntra[g.ID] = cur.ID
@@ -194,6 +195,9 @@ func (d *differ) users(groups []graph.Group, fetched, reported []graph.User) {
 				cur, linked = m, true
 			}
 		}
+		if u.Removed != "" {
+			d.deleted[id] = true
+		}
 		switch {
 		case u.Removed == "deleted":
 			if linked {
@@ -201,6 +205,11 @@ func (d *differ) users(groups []graph.Group, fetched, reported []graph.User) {
 			}
 		case u.Removed != "":
 			if linked {
+				// Soft-deleted: out of its groups here, as a full pass finds
+				// it (Graph lists no deleted members, and who they were is
+				// not readable under least privilege); a restore brings the
+				// memberships back, which Graph then lists again.
+				d.add(Change{Op: LeaveGroups, ID: cur.ID})
 				d.deprovision(Deprovision{UserID: cur.ID, Reason: "soft-deleted in Entra"})
 			}
 		case !linked && joining[id]:
@@ -316,7 +325,7 @@ func (d *differ) members(groups []graph.Group) {
 			switch {
 			case m.Removed && d.st.Members[pair]:
 				remove = append(remove, local)
-			case m.Removed:
+			case m.Removed, d.deleted[m.ID]:
 			default:
 				seen = append(seen, local)
 				if !d.st.Members[pair] {

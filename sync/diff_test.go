@@ -105,6 +105,8 @@ func changeLine(c Change) string {
 		return fmt.Sprintf("delete %s %s", c.Kind, c.ID)
 	case MarkSeen, SweepMembers:
 		return fmt.Sprintf("%s %s %v mark=%d", c.Op, c.ID, c.Members, c.Mark)
+	case LeaveGroups:
+		return fmt.Sprintf("%s %s", c.Op, c.ID)
 	default:
 		return fmt.Sprintf("%s %s %v", c.Op, c.ID, c.Members)
 	}
@@ -190,9 +192,9 @@ func TestDiff(t *testing.T) {
 		{name: "Ops deleted",
 			page: Page{Groups: []graph.Group{{ID: "g-ops", Removed: "deleted"}}},
 			want: []string{"delete Group G-ops"}},
-		{name: "Ops soft-deleted: its members leave, the group stays",
+		{name: "Ops soft-deleted: deleted here as well (a restore brings it back as new)",
 			page: Page{Groups: []graph.Group{{ID: "g-ops", Removed: "changed", Members: []graph.MemberChange{{ID: "e-bob"}}}}},
-			want: []string{"setMembers G-ops []"}},
+			want: []string{"delete Group G-ops"}},
 		{name: "an unknown group removed",
 			page: Page{Groups: []graph.Group{{ID: "g-gone", Removed: "deleted"}, {ID: "g-gone2", Removed: "changed"}}}},
 		{name: "a group pushed over SCIM is linked by externalId, not created",
@@ -252,7 +254,7 @@ func TestDiff(t *testing.T) {
 		{name: "adds to a soft-deleted group create nobody",
 			page: Page{Groups: []graph.Group{{ID: "g-ops", Removed: "changed", Members: []graph.MemberChange{{ID: "e-alice"}}}},
 				Fetched: []graph.User{alice()}},
-			want: []string{"setMembers G-ops []"}},
+			want: []string{"delete Group G-ops"}},
 		{name: "alice joins Ops, then Ops is deleted: nobody is created",
 			page: Page{Groups: []graph.Group{joins("g-ops", "e-alice"), {ID: "g-ops", Removed: "deleted"}}, Fetched: []graph.User{alice()}},
 			want: []string{"delete Group G-ops"}},
@@ -301,9 +303,12 @@ func TestDiff(t *testing.T) {
 			page: Page{Groups: []graph.Group{joins("g-sales", "e-dave")},
 				Fetched: []graph.User{func() graph.User { u := dave(); u.AccountEnabled = new(false); return u }()}},
 			want: []string{"addMembers G-sales [L-dave]"}},
-		{name: "carol soft-deleted: deprovisioned, not deleted",
+		{name: "carol soft-deleted: out of her groups, deprovisioned, not deleted",
 			page: Page{Users: []graph.User{{ID: "e-carol", Removed: "changed"}}},
-			want: []string{"deprovision L-carol"}},
+			want: []string{"leaveGroups L-carol", "deprovision L-carol"}},
+		{name: "carol soft-deleted and, replayed, added to Sales: she joins nothing",
+			page: Page{Groups: []graph.Group{joins("g-sales", "e-carol")}, Users: []graph.User{{ID: "e-carol", Removed: "changed"}}},
+			want: []string{"leaveGroups L-carol", "deprovision L-carol"}},
 		{name: "carol hard-deleted: deprovisioned for deletion",
 			page: Page{Users: []graph.User{{ID: "e-carol", Removed: "deleted"}}},
 			want: []string{"deprovision L-carol delete"}},

@@ -110,7 +110,7 @@ func TestIncrementalChanges(t *testing.T) {
 			return u
 		}, func(u string, c Counts) {
 			lu, ok := h.localUser(u)
-			if !ok || lu.Active() || c.UsersDeactivated != 1 || !slices.Contains(h.localMembers(ops), u) {
+			if !ok || lu.Active() || c.UsersDeactivated != 1 || slices.Contains(h.localMembers(ops), u) {
 				t.Fatalf("soft delete: %+v, kept %v", c, ok)
 			}
 		}, ModeDelta},
@@ -167,7 +167,7 @@ func TestIncrementalChanges(t *testing.T) {
 				s.check(u, c)
 			}
 			if s.name == "erin is restored" {
-				if lu, _ := h.localUser(erin); !lu.Active() || c.UsersReactivated != 1 {
+				if lu, _ := h.localUser(erin); !lu.Active() || c.UsersReactivated != 1 || !slices.Contains(h.localMembers(ops), erin) {
 					t.Fatalf("restore: %+v", c)
 				}
 			}
@@ -178,7 +178,10 @@ func TestIncrementalChanges(t *testing.T) {
 	t.Run("HR is unassigned", func(t *testing.T) {
 		h.t = t
 		h.assign([]string{sales, ops})
-		run, c := h.sync(store.RunSucceeded)
+		// More than 20 % of the people leave scope at once: held until confirmed.
+		run, c := h.sync(store.RunHeld)
+		_, confirmed := h.sync(store.RunSucceeded, Options{Trigger: "test", ConfirmDeletions: true})
+		c.Add(confirmed)
 		if run.Mode != ModeFull { // a changed group set means a full sync
 			t.Fatalf("mode %s", run.Mode)
 		}
@@ -199,7 +202,9 @@ func TestIncrementalChanges(t *testing.T) {
 	t.Run("Ops is deleted in Entra", func(t *testing.T) {
 		h.t = t
 		h.dir.DeleteGroup(ops, true)
-		_, c := h.sync(store.RunSucceeded)
+		_, c := h.sync(store.RunHeld) // its people leave scope: more than 20 %
+		_, confirmed := h.sync(store.RunSucceeded, Options{Trigger: "test", ConfirmDeletions: true})
+		c.Add(confirmed)
 		if _, ok := h.localGroup(ops); ok || c.GroupsDeleted != 1 {
 			t.Fatalf("deleted group: %+v", c)
 		}
@@ -437,7 +442,8 @@ func TestNestedGroups(t *testing.T) {
 	}
 	// Engineering leaves All staff: its people fall out of scope.
 	h.dir.RemoveMember(top, sub)
-	h.sync(store.RunSucceeded)
+	h.sync(store.RunHeld) // half the people at once
+	h.sync(store.RunSucceeded, Options{Trigger: "test", ConfirmDeletions: true})
 	if lu, _ := h.localUser(deep); lu.Active() {
 		t.Fatal("a user whose group left the tree is still active")
 	}
@@ -464,7 +470,7 @@ func TestReusedUserPrincipalName(t *testing.T) {
 	// Sam is soft-deleted; a new Sam gets the UPN in the same cycle.
 	h.dir.SoftDeleteUser(leaver)
 	newSam := mk("sam@contoso.example")
-	h.sync(store.RunSucceeded)
+	h.sync(store.RunSucceeded, Options{Trigger: "test", ConfirmDeletions: true}) // one of three people: over 20 %
 	old, _ := h.localUser(leaver)
 	fresh, _ := h.localUser(newSam)
 	if fresh.Str("userName") != "sam@contoso.example" || !fresh.Active() || old.Active() || !strings.HasSuffix(old.Str("userName"), "sam@contoso.example") || old.Str("userName") == "sam@contoso.example" {

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"math"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -25,7 +27,16 @@ type Source interface {
 	UsersDelta(ctx context.Context, link string) iter.Seq2[graph.UserPage, error]
 	GroupsDelta(ctx context.Context, link string, groupIDs []string) iter.Seq2[graph.GroupPage, error]
 	LatestUsersLink(ctx context.Context) (string, error)
+	// UsersByID returns those of ids (graph.MaxIDsPerLookup at most) that
+	// are users Graph has, deleted ones left out.
 	UsersByID(ctx context.Context, ids []string) ([]graph.User, error)
+	// DeletedUsers returns those of ids that are users in Entra's deleted
+	// items: soft-deleted, restorable. An id Graph has neither as a user
+	// nor there is permanently deleted.
+	DeletedUsers(ctx context.Context, ids []string) ([]string, error)
+	// ExistingGroups returns those of ids (graph.MaxGroupsPerQuery at
+	// most) that are groups Graph has, deleted ones left out.
+	ExistingGroups(ctx context.Context, ids []string) ([]string, error)
 }
 
 // Connect makes the Source for a tenant's Graph connection.
@@ -56,6 +67,13 @@ type Options struct {
 	Full             bool   // ignore stored delta links
 	ConfirmDeletions bool   // apply deprovisions over the threshold
 }
+
+// errLockLost ends a run whose lock could not be renewed (the lock store
+// was unreachable, or the lock expired and another node took it): going on
+// could run the tenant twice at once. What the run committed stays; its
+// links are not saved, so the next run replays from the last saved ones.
+var errLockLost = errors.New("the run stopped because it lost its run lock (the lock could not be renewed in " +
+	"Redis or the database, which were unreachable or slow); what it applied stays, and the next run picks up from there")
 
 // RunningError is the answer when a run of the tenant is already going.
 type RunningError struct{ Run store.Run }
@@ -140,16 +158,16 @@ func (w *Worker) Start(ctx context.Context, tenantName string, opts Options) (st
 	done := make(chan store.Run, 1)
 	go func() {
 		// The run outlives the request that started it, not the process.
-		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 		go func() {
 			select {
 			case <-lease.Lost():
-				cancel()
+				cancel(errLockLost)
 			case <-runCtx.Done():
 			}
 		}()
 		finished := r.finish(runCtx, r.execute(runCtx))
-		cancel()
+		cancel(nil)
 		// Released before anyone hears the run ended: a caller that exits
 		// right after must not leave the lock to expire.
 		lease.Release()
@@ -173,6 +191,8 @@ type runner struct {
 	chunks [][]string      // the groups queries, as walked; saved as the manifest
 	left   map[string]bool // users Graph reported leaving a group, to check at the end
 	rescan bool            // check every user's scope at the end
+
+	returned map[string]bool // a full pass: the groups its walk returned, by Entra id
 
 	mu gosync.Mutex // guards the throttling figures, reported from HTTP goroutines
 }
@@ -280,12 +300,13 @@ func shortHash(parts ...string) string {
 	return hex.EncodeToString(h[:12])
 }
 
-func chunked(ids []string, n int) [][]string {
-	var out [][]string
-	for len(ids) > 0 {
-		k := min(n, len(ids))
-		out = append(out, ids[:k])
-		ids = ids[k:]
+// chunked splits list into slices of at most n.
+func chunked[T any](list []T, n int) [][]T {
+	var out [][]T
+	for len(list) > 0 {
+		k := min(n, len(list))
+		out = append(out, list[:k])
+		list = list[k:]
 	}
 	return out
 }
@@ -343,10 +364,13 @@ func (r *runner) deltaPass(ctx context.Context) error {
 	return r.settle(ctx)
 }
 
-// fullPass reads every assigned group from scratch, refreshes every user
-// the pull manages, and removes what Graph no longer has in scope. The
-// users link is taken first, so changes made during the pass come with
-// the next delta.
+// fullPass reads every assigned group from scratch and reconciles the
+// store with it, ending where delta runs would have. The users link is
+// taken first, so changes made during the pass come with the next delta.
+// Graph's listings leave deleted objects out, so what the walk did not see
+// is looked up: a group gone from Entra is deleted; a user gone is deleted
+// when permanently deleted, and deprovisioned when soft-deleted
+// (restorable), out of its groups as a delta run leaves it.
 func (r *runner) fullPass(ctx context.Context) error {
 	link, err := r.src.LatestUsersLink(ctx)
 	if err != nil {
@@ -359,7 +383,15 @@ func (r *runner) fullPass(ctx context.Context) error {
 		}
 	}
 	r.chunks = nil
+	before, err := r.scope(ctx)
+	if err != nil {
+		return err
+	}
+	r.returned = map[string]bool{}
 	if err := r.walkGroups(ctx, chunked(lowerSorted(r.conn.Groups), graph.MaxGroupsPerQuery)); err != nil {
+		return err
+	}
+	if err := r.dropGoneGroups(ctx, before); err != nil {
 		return err
 	}
 	if err := r.sweep(ctx); err != nil {
@@ -369,6 +401,99 @@ func (r *runner) fullPass(ctx context.Context) error {
 		return err
 	}
 	return r.settle(ctx)
+}
+
+// dropGoneGroups deletes the groups that were in scope before the walk,
+// that the walk did not return, and that Graph no longer has: an assigned
+// group the walk asked for by id is gone when it did not come back; a
+// nested one may merely have left the tree, so it is looked up.
+func (r *runner) dropGoneGroups(ctx context.Context, before []string) error {
+	groups, err := r.w.DB.GetMany(ctx, r.t.ID, store.GroupKind, before)
+	if err != nil {
+		return err
+	}
+	assigned := map[string]bool{}
+	for _, id := range r.conn.Groups {
+		assigned[strings.ToLower(id)] = true
+	}
+	local := map[string]string{} // Entra id -> local id of the unseen
+	var check []string
+	for _, g := range groups {
+		if g.EntraID == "" || r.returned[g.EntraID] {
+			continue
+		}
+		local[g.EntraID] = g.ID
+		if !assigned[g.EntraID] {
+			check = append(check, g.EntraID)
+		}
+	}
+	for _, chunk := range chunked(lowerSorted(check), graph.MaxGroupsPerQuery) {
+		found, err := r.src.ExistingGroups(ctx, chunk)
+		if err != nil {
+			return err
+		}
+		for _, id := range found {
+			delete(local, strings.ToLower(id))
+		}
+	}
+	ids := make([]string, 0, len(local))
+	for _, id := range local {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	cs := ChangeSet{}
+	for _, id := range ids {
+		cs = append(cs, Change{Op: Delete, Kind: store.GroupKind, ID: id})
+	}
+	counts, err := Apply(ctx, r.w.DB, r.t.ID, cs)
+	r.count.Add(counts)
+	return err
+}
+
+// lookup asks Graph for users the pull manages. It returns those Graph
+// has, and proposes the deprovision of those it has not: a delete when
+// they are permanently deleted, the tenant's policy when soft-deleted.
+func (r *runner) lookup(ctx context.Context, users []store.Resource) ([]graph.User, error) {
+	ids := make([]string, len(users))
+	for i, u := range users {
+		ids[i] = u.EntraID
+	}
+	found, err := r.src.UsersByID(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	r.run.UsersSeen += len(found)
+	present := map[string]bool{}
+	for _, u := range found {
+		present[u.ID] = true
+	}
+	var missing []string
+	for _, id := range ids {
+		if !present[id] {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 {
+		return found, nil
+	}
+	deleted, err := r.src.DeletedUsers(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	restorable := map[string]bool{}
+	for _, id := range deleted {
+		restorable[strings.ToLower(id)] = true
+	}
+	for _, u := range users {
+		switch {
+		case present[u.EntraID]:
+		case restorable[u.EntraID]:
+			r.propose(Deprovision{UserID: u.ID, Reason: "soft-deleted in Entra"})
+		default:
+			r.propose(Deprovision{UserID: u.ID, Reason: "deleted in Entra", Delete: true})
+		}
+	}
+	return found, nil
 }
 
 // walkGroups walks the groups deltas chunk by chunk (from their links, or
@@ -393,6 +518,11 @@ func (r *runner) walkGroups(ctx context.Context, chunks [][]string) error {
 				}
 				r.run.Pages++
 				r.run.GroupsSeen += len(page.Groups)
+				for _, g := range page.Groups {
+					if r.returned != nil && g.Removed == "" {
+						r.returned[g.ID] = true
+					}
+				}
 				p := Page{Groups: page.Groups}
 				if r.conn.Nested {
 					found = append(found, r.stubNested(&p)...)
@@ -656,23 +786,9 @@ func (r *runner) refreshUsers(ctx context.Context) error {
 			return err
 		}
 		after = users[len(users)-1].ID
-		ids := make([]string, len(users))
-		for i, u := range users {
-			ids[i] = u.EntraID
-		}
-		found, err := r.src.UsersByID(ctx, ids)
+		found, err := r.lookup(ctx, users)
 		if err != nil {
 			return err
-		}
-		r.run.UsersSeen += len(found)
-		present := map[string]bool{}
-		for _, u := range found {
-			present[u.ID] = true
-		}
-		for _, u := range users {
-			if !present[u.EntraID] {
-				r.propose(Deprovision{UserID: u.ID, Reason: "no longer in Entra"})
-			}
 		}
 		if err := r.apply(ctx, Page{Users: found}, 0); err != nil {
 			return err
@@ -772,7 +888,7 @@ func (r *runner) deprovision(ctx context.Context) error {
 			"confirm with `entrasync sync %s --confirm-deletions`, or raise the threshold", n, limit, r.t.Name)
 		return nil
 	}
-	for _, part := range chunkChanges(cs, 500) {
+	for _, part := range chunked(cs, 500) {
 		counts, err := Apply(ctx, r.w.DB, r.t.ID, part)
 		if err != nil {
 			return err
@@ -791,17 +907,10 @@ func threshold(c store.GraphConnection, active int) int {
 	if pct == 0 {
 		pct = 20
 	}
-	return active * pct / 100
-}
-
-func chunkChanges(cs ChangeSet, n int) []ChangeSet {
-	var out []ChangeSet
-	for len(cs) > 0 {
-		k := min(n, len(cs))
-		out = append(out, cs[:k])
-		cs = cs[k:]
+	if pct >= 100 {
+		return math.MaxInt // every user may go: no guard
 	}
-	return out
+	return active * pct / 100
 }
 
 // DeprovisionChanges turns deprovision candidates into changes under the
@@ -851,7 +960,7 @@ func (r *runner) finish(ctx context.Context, err error) store.Run {
 		} else {
 			r.run.Status = store.RunFailed
 		}
-		r.run.Error = err.Error()
+		r.run.Error = runError(ctx, err)
 	}
 	r.run.Changes, _ = json.Marshal(r.count)
 	// The record is written even when the run's context is gone.
@@ -863,11 +972,45 @@ func (r *runner) finish(ctx context.Context, err error) store.Run {
 	}
 	finished := r.w.now()
 	r.run.FinishedAt = &finished
-	r.w.log().Info("pull finished", "tenant", r.t.Name, "run", r.run.ID, "trigger", r.run.Trigger, "mode", r.run.Mode,
-		"status", r.run.Status, "pages", r.run.Pages, "changes", string(r.run.Changes), "held", r.run.Held,
-		"throttle_waits", r.run.ThrottleWaits, "error", r.run.Error)
+	level := slog.LevelInfo
+	switch r.run.Status {
+	case store.RunHeld, store.RunThrottled:
+		level = slog.LevelWarn // comes back by itself or on confirmation
+	case store.RunFailed:
+		level = slog.LevelError
+	}
+	attrs := []any{"tenant", r.t.Name, "run", r.run.ID, "trigger", r.run.Trigger, "mode", r.run.Mode,
+		"status", r.run.Status, "pages", r.run.Pages, "changes", r.count}
+	if r.run.Held > 0 {
+		attrs = append(attrs, "held", r.run.Held)
+	}
+	if r.run.ThrottleWaits > 0 {
+		attrs = append(attrs, "throttle_waits", r.run.ThrottleWaits, "throttle_ms", r.run.ThrottleMS)
+	}
+	if r.run.Error != "" {
+		attrs = append(attrs, "error", r.run.Error)
+	}
+	r.w.log().Log(ctx, level, "pull finished", attrs...)
 	return r.run
 }
+
+// runError is what a run's record and log say of err: a lost lock by its
+// name, not as the "context canceled" it surfaces as, and never a delta or
+// skip token, access token or secret, whatever error text carried one.
+func runError(ctx context.Context, err error) string {
+	if errors.Is(context.Cause(ctx), errLockLost) {
+		return errLockLost.Error()
+	}
+	return redactSecrets(err.Error())
+}
+
+// secretInText finds what must not leave a run in an error text: the
+// state tokens of delta and skip links (they grant a directory's changes
+// to whoever holds them and the access token), bearer tokens and OAuth
+// form fields.
+var secretInText = regexp.MustCompile(`(?i)((?:\$|%24)(?:delta|skip)token=|access_token=|client_secret=|client_assertion=|bearer\s+)[^\s&"',;)]+`)
+
+func redactSecrets(s string) string { return secretInText.ReplaceAllString(s, "${1}[redacted]") }
 
 func (r *runner) saveLinks(ctx context.Context) error {
 	manifest, _ := json.Marshal(r.chunks)

@@ -121,12 +121,19 @@ func (s *Scheduler) reload(ctx context.Context) error {
 // fire is one scheduled run: after the jitter, when a slot is free, unless
 // another node ran the tenant within half the schedule's interval.
 func (s *Scheduler) fire(ctx context.Context, tenant, spec string) {
+	s.start(ctx, tenant, spec, true)
+}
+
+// start runs tenant when a slot is free. A throttled run comes back when
+// Graph says, past the recent-run check, which would count the throttled
+// run itself.
+func (s *Scheduler) start(ctx context.Context, tenant, spec string, scheduled bool) {
 	if ctx.Err() != nil {
 		return
 	}
 	s.wg.Add(1)
 	defer s.wg.Done()
-	if s.Jitter > 0 && !sleepFor(ctx, rand.N(s.Jitter)) {
+	if scheduled && s.Jitter > 0 && !sleepFor(ctx, rand.N(s.Jitter)) {
 		return
 	}
 	select {
@@ -135,7 +142,7 @@ func (s *Scheduler) fire(ctx context.Context, tenant, spec string) {
 	case <-ctx.Done():
 		return
 	}
-	if s.ranRecently(ctx, tenant, spec) {
+	if scheduled && s.ranRecently(ctx, tenant, spec) {
 		return
 	}
 	run, err := s.Worker.RunOnce(ctx, tenant, Options{Trigger: "schedule"})
@@ -144,17 +151,18 @@ func (s *Scheduler) fire(ctx context.Context, tenant, spec string) {
 	case errors.As(err, &running):
 		s.Log.Debug("skipped: a run is going", "tenant", tenant)
 	case run.Status == store.RunThrottled && run.RetryAfterMS > 0:
-		// Come back when Graph says, not at the next tick.
 		wait := time.Duration(run.RetryAfterMS) * time.Millisecond
-		s.Log.Info("throttled by Graph; retrying", "tenant", tenant, "after", wait)
-		time.AfterFunc(wait, func() { s.fire(ctx, tenant, spec) })
+		s.Log.Warn("throttled by Microsoft Graph; the pull comes back when Graph says", "tenant", tenant, "after", wait)
+		time.AfterFunc(wait, func() { s.start(ctx, tenant, spec, false) })
 	case err != nil && run.ID == 0:
-		s.Log.Error("scheduled pull could not start", "tenant", tenant, "err", err)
+		s.Log.Error("a scheduled pull could not start", "tenant", tenant, "err", err)
 	}
 }
 
-// ranRecently reports whether a run of tenant started within half the
-// schedule's interval: with many nodes, every node's cron fires.
+// ranRecently reports whether a run of tenant that completed (succeeded,
+// or held for confirmation) started within half the schedule's interval:
+// with many nodes, every node's cron fires. Failed and throttled runs do
+// not count: trying again is what they call for.
 func (s *Scheduler) ranRecently(ctx context.Context, tenant, spec string) bool {
 	sched, err := parser.Parse(spec)
 	if err != nil {
@@ -163,11 +171,16 @@ func (s *Scheduler) ranRecently(ctx context.Context, tenant, spec string) bool {
 	now := time.Now()
 	next := sched.Next(now)
 	interval := sched.Next(next).Sub(next)
-	runs, err := s.Worker.DB.Runs(ctx, tenant, 1)
-	if err != nil || len(runs) == 0 {
+	runs, err := s.Worker.DB.Runs(ctx, tenant, 10)
+	if err != nil {
 		return false
 	}
-	return now.Sub(runs[0].StartedAt) < interval/2
+	for _, r := range runs {
+		if r.Status == store.RunSucceeded || r.Status == store.RunHeld {
+			return now.Sub(r.StartedAt) < interval/2
+		}
+	}
+	return false
 }
 
 func sleepFor(ctx context.Context, d time.Duration) bool {

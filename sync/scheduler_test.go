@@ -2,6 +2,8 @@ package sync
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -95,5 +97,100 @@ func TestRanRecently(t *testing.T) {
 	time.Sleep(600 * time.Millisecond) // past half of a one-second schedule
 	if s.ranRecently(context.Background(), "contoso", "@every 1s") {
 		t.Fatal("a run half a short schedule ago still skips the next")
+	}
+}
+
+// TestSchedulerComesBackWhenThrottled: a run Graph throttles past its
+// retries is tried again when Graph says, not at the next tick (here an
+// hour away), though a run of the tenant started moments ago.
+func TestSchedulerComesBackWhenThrottled(t *testing.T) {
+	h := newHarness(t, graphtest.Options{})
+	gs := h.populate(20, 2, 1, 15)
+	h.assign(gs[:1], func(c *store.GraphConnection) { c.Schedule = "@every 1h" })
+	h.fake.FailNext(5, http.StatusTooManyRequests, time.Second) // the first try and its 4 retries
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Scheduler{Worker: h.w, Workers: 1, Reload: time.Hour}
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.entries) == 1 })
+	s.fire(ctx, "contoso", "@every 1h")
+
+	runs := waitRuns(t, h, 2)
+	if runs[1].Status != store.RunThrottled || runs[1].RetryAfterMS != 1000 {
+		t.Fatalf("first run: %+v", runs[1])
+	}
+	if runs[0].Status != store.RunSucceeded || runs[0].Trigger != "schedule" || runs[0].StartedAt.Before(*runs[1].FinishedAt) {
+		t.Fatalf("the run after the throttled one: %+v", runs[0])
+	}
+	h.checkMirror()
+}
+
+// TestTwoSchedulersCompete: two nodes' schedulers on one database pull the
+// tenant in turn, never at once, and every run completes.
+func TestTwoSchedulersCompete(t *testing.T) {
+	h := newHarness(t, graphtest.Options{})
+	gs := h.populate(30, 2, 1, 16)
+	h.assign(gs[:1], func(c *store.GraphConnection) { c.Schedule = "@every 1s" })
+	other := &Worker{DB: h.db, Tokens: StoreTokens{DB: h.db}, Locks: StoreLocks{DB: h.db}, Key: testKey, Connect: h.connect}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var stopped []chan struct{}
+	for _, w := range []*Worker{h.w, other} {
+		s := &Scheduler{Worker: w, Workers: 2, Reload: 100 * time.Millisecond}
+		done := make(chan struct{})
+		go func() { s.Run(ctx); close(done) }()
+		stopped = append(stopped, done)
+	}
+	for i := range 3 { // changes arrive while both nodes pull
+		id := h.dir.AddUser(graphtest.User{UserPrincipalName: fmt.Sprintf("newcomer%d@contoso.example", i), AccountEnabled: true})
+		h.dir.AddMember(gs[0], id)
+		waitFor(t, func() bool { u, ok := h.localUser(id); return ok && u.Active() })
+	}
+	cancel()
+	for _, done := range stopped {
+		<-done
+	}
+	runs, err := h.db.Runs(context.Background(), "contoso", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) < 3 {
+		t.Fatalf("%d runs", len(runs))
+	}
+	for i, r := range runs {
+		if r.Status != store.RunSucceeded {
+			t.Fatalf("run %d ended %s: %s", r.ID, r.Status, r.Error)
+		}
+		if i > 0 && r.FinishedAt.Truncate(time.Millisecond).After(runs[i-1].StartedAt) {
+			t.Fatalf("runs %d and %d overlap", r.ID, runs[i-1].ID)
+		}
+	}
+	h.checkMirror()
+}
+
+// waitRuns waits until tenant contoso has n finished runs, newest first.
+func waitRuns(t *testing.T, h *harness, n int) []store.Run {
+	t.Helper()
+	var runs []store.Run
+	waitFor(t, func() bool {
+		var err error
+		runs, err = h.db.Runs(context.Background(), "contoso", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(runs) >= n && runs[0].Status != store.RunRunning
+	})
+	return runs
+}
+
+// waitFor polls cond for up to 30 seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting")
+		}
 	}
 }
