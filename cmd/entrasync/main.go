@@ -69,7 +69,7 @@ var commands = []*command{
 	serveCmd, demoCmd,
 	tenantCreateCmd, tenantListCmd, tenantShowCmd, tenantGraphCmd, tenantDeleteCmd,
 	tokenCreateCmd, tokenListCmd, tokenRevokeCmd,
-	syncCmd,
+	syncCmd, rekeyCmd,
 	opskeyCreateCmd, opskeyListCmd, opskeyRevokeCmd,
 }
 

@@ -129,6 +129,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusBadRequest, err.Error())
 	case store.Conflict:
 		writeError(w, http.StatusConflict, err.Error())
+	case store.Unavailable: // a setting or a dependency is missing; the message says which
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 	default:
 		if h.Log != nil {
 			h.Log.Error("ops request failed", "path", r.URL.Path, "err", err)
