@@ -28,12 +28,6 @@ var tenantShowCmd = &command{name: "tenant show", args: "NAME", nargs: 1, summar
 var syncCmd = &command{name: "sync", args: "TENANT [--full] [--confirm-deletions]", nargs: 1,
 	summary: "pull a tenant from Microsoft Graph now and print what it did", flags: syncFlags, run: syncNow}
 
-var opskeyCreateCmd = &command{name: "opskey create", args: "NAME", nargs: 1, summary: "issue a key for the ops HTTP API (shown once)", run: opsKeyCreate}
-
-var opskeyListCmd = &command{name: "opskey list", summary: "list ops keys (never the keys)", run: opsKeyList}
-
-var opskeyRevokeCmd = &command{name: "opskey revoke", args: "NAME", nargs: 1, summary: "revoke an ops key", run: opsKeyRevoke}
-
 type graphOpts struct {
 	tenantID, clientID, secretEnv, secretFile, certFile, groups, schedule, deprovision, threshold string
 	authority, graphURL, cloud                                                                    string
@@ -507,66 +501,4 @@ func connectGraph(_ context.Context, c store.GraphConnection) (sync.Source, erro
 		cfg.ClientSecret = string(c.Secret)
 	}
 	return graph.New(cfg)
-}
-
-func opsKeyCreate(e *env, inv *invocation) error {
-	db, err := openStore(e, inv.cfg)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	var key string
-	err = db.Write(e.ctx, func(tx *store.Tx) error {
-		var err error
-		_, key, err = tx.CreateOpsKey(inv.args[0], store.OpsAdmin, nil)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if inv.json {
-		return printJSON(e.stdout, map[string]string{"name": inv.args[0], "key": key})
-	}
-	fmt.Fprintf(e.stdout, "Ops key %q (shown only this once):\n\n  %s\n\nUse it as \"Authorization: Bearer <key>\" on %s/ops/v1/...\n", inv.args[0], key, inv.cfg.Public(""))
-	return nil
-}
-
-func opsKeyList(e *env, inv *invocation) error {
-	db, err := openStore(e, inv.cfg)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	keys, err := db.OpsKeys(e.ctx)
-	if err != nil {
-		return err
-	}
-	if inv.json {
-		if keys == nil {
-			keys = []store.OpsKey{}
-		}
-		return printJSON(e.stdout, keys)
-	}
-	rows := make([][]string, len(keys))
-	for i, k := range keys {
-		rows[i] = []string{k.Name, k.ID, k.Prefix + "…", k.CreatedAt.Format(time.RFC3339), optTime(k.LastUsedAt), optTime(k.RevokedAt)}
-	}
-	table(e.stdout, "NAME\tID\tPREFIX\tCREATED\tLAST USED\tREVOKED", rows)
-	return nil
-}
-
-func opsKeyRevoke(e *env, inv *invocation) error {
-	db, err := openStore(e, inv.cfg)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if err := db.Write(e.ctx, func(tx *store.Tx) error { return tx.RevokeOpsKey(inv.args[0]) }); err != nil {
-		return err
-	}
-	if inv.json {
-		return printJSON(e.stdout, map[string]string{"revoked": inv.args[0]})
-	}
-	fmt.Fprintf(e.stdout, "Revoked ops key %q.\n", inv.args[0])
-	return nil
 }
