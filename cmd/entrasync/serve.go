@@ -16,7 +16,7 @@ import (
 	"github.com/entrasync/entrasync/sync/opsapi"
 )
 
-var serveCmd = &command{name: "serve", summary: "serve the SCIM endpoint, the ops API and /healthz, and pull connected tenants on schedule", run: serve}
+var serveCmd = &command{name: "serve", summary: "serve the SCIM endpoint, the ops API, /healthz and /readyz, and pull connected tenants on schedule", run: serve}
 
 func serve(e *env, inv *invocation) error {
 	svc, err := openService(e, inv.cfg)
@@ -78,7 +78,7 @@ func listen(cfg config.Config) (net.Listener, error) {
 	return ln, nil
 }
 
-// run serves SCIM, the ops API and /healthz, and runs the scheduler,
+// run serves SCIM, the ops API, /healthz and /readyz, and runs the scheduler,
 // until the context ends; then it shuts down cleanly.
 func (svc *service) run(e *env, sched *sync.Scheduler) error {
 	cfg, db, log, ln, public, w := svc.cfg, svc.db, svc.log, svc.ln, svc.public, svc.worker
@@ -94,6 +94,7 @@ func (svc *service) run(e *env, sched *sync.Scheduler) error {
 		}
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	})
+	mux.HandleFunc("GET /readyz", readyz(dependencies(db, w), log))
 	mux.Handle("/ops/", &opsapi.Handler{Worker: w, Log: log})
 	mux.Handle("/", srv.Handler())
 	httpSrv := &http.Server{
