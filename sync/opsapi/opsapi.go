@@ -46,7 +46,11 @@ const (
 
 // ServeHTTP authenticates the ops key and routes.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.once.Do(func() { h.failures = ratelimit.New[string](failureRate, failureBurst) })
+	h.once.Do(func() {
+		if h.failures == nil {
+			h.failures = ratelimit.New[string](failureRate, failureBurst)
+		}
+	})
 	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(key) == "" {
 		unauthorized(w, "send an ops key as \"Authorization: Bearer <key>\" (entrasync opskey create NAME)")

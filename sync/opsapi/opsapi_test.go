@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entrasync/entrasync/scim/ratelimit"
 	"github.com/entrasync/entrasync/store"
 	"github.com/entrasync/entrasync/sync"
 )
@@ -241,6 +242,10 @@ func TestKeyUnavailable(t *testing.T) {
 func TestFailedAttemptsLimited(t *testing.T) {
 	f := newFixture(t)
 	good := f.key("reader", store.OpsRead)
+	// The limiter's clock stands still: no token comes back mid-test.
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.h.failures = ratelimit.New[string](failureRate, failureBurst)
+	f.h.failures.SetClock(func() time.Time { return now })
 	const attacker, neighbour = "198.51.100.7", "203.0.113.9"
 	limited := false
 	for i := range failureBurst + 5 {
@@ -270,6 +275,14 @@ func TestFailedAttemptsLimited(t *testing.T) {
 	// Another address's failures are its own.
 	if rec := f.do("GET", "/ops/v1/tenants/acme/runs", "eso_typo", neighbour+":40000"); rec.Code != 401 {
 		t.Fatalf("a first failed attempt from another address: %d", rec.Code)
+	}
+	// After Retry-After, the address may try again.
+	now = now.Add(time.Second / failureRate)
+	if rec := f.do("GET", "/ops/v1/tenants/acme/runs", "eso_again", attacker+":40000"); rec.Code != 401 {
+		t.Fatalf("a failed attempt after waiting: %d", rec.Code)
+	}
+	if rec := f.do("GET", "/ops/v1/tenants/acme/runs", "eso_again", attacker+":40000"); rec.Code != 429 {
+		t.Fatalf("a second failed attempt after waiting one token's time: %d", rec.Code)
 	}
 }
 
