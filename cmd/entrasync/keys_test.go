@@ -111,7 +111,8 @@ func TestSecretKeyMissingOrWrong(t *testing.T) {
 
 			// A change without a new credential would have to keep the old one.
 			_, errOut, code = q.run(t, "tenant", "graph", "acme", "--schedule", "@every 1h")
-			if code == 0 || !strings.Contains(errOut, "ENTRASYNC_SECRET_KEY") {
+			if code == 0 || !strings.Contains(errOut, "stored one cannot be kept") || !strings.Contains(errOut, "ENTRASYNC_SECRET_KEY") ||
+				!strings.Contains(errOut, tc.why) {
 				t.Fatalf("tenant graph without a credential: %d %s", code, errOut)
 			}
 			if out := mustRunEnv(t, q, "tenant", "show", "acme"); !strings.Contains(out, "runs are refused") || !strings.Contains(out, "ENTRASYNC_SECRET_KEY") {
@@ -121,8 +122,8 @@ func TestSecretKeyMissingOrWrong(t *testing.T) {
 	}
 	// The right key: no warning, and runs work.
 	s := startServeEnv(t, p)
-	if strings.Contains(s.stderr.String(), "level=WARN") {
-		t.Fatalf("a warning with the right key:\n%s", s.stderr)
+	if strings.Contains(s.stderr.String(), "ENTRASYNC_SECRET_KEY") {
+		t.Fatalf("a key warning with the right key:\n%s", s.stderr)
 	}
 	s.stop()
 	syncJSON(t, p)
@@ -245,8 +246,8 @@ func TestDemoRestarts(t *testing.T) {
 		if len(runs) != i+1 || runs[0]["status"] != "succeeded" {
 			t.Fatalf("start %d: runs %v\n%s", i+1, runs, errb)
 		}
-		if strings.Contains(errb.String(), "level=WARN") {
-			t.Fatalf("start %d warned:\n%s", i+1, errb)
+		if strings.Contains(errb.String(), "ENTRASYNC_SECRET_KEY") {
+			t.Fatalf("start %d warned about its key:\n%s", i+1, errb)
 		}
 		stop()
 	}

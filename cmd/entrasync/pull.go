@@ -162,8 +162,6 @@ func tenantGraph(e *env, inv *invocation) error {
 		return usagef("give the app's credential: --client-secret-env VAR, --client-secret-file F or --certificate F")
 	case len(c.Groups) == 0:
 		return usagef("--groups is required: the object ids of the groups assigned for provisioning")
-	case len(inv.cfg.SecretKey) == 0:
-		return errors.New("ENTRASYNC_SECRET_KEY is not set: the Graph credential is stored encrypted with it; make one with `openssl rand -base64 32` and keep it with your other secrets")
 	}
 	if c.Secret == nil {
 		// No new credential: the stored one is kept, so the key must open it.
@@ -172,6 +170,9 @@ func tenantGraph(e *env, inv *invocation) error {
 			return fmt.Errorf("no new credential given, and the stored one cannot be kept: %w", err)
 		}
 		c.Secret = opened.Secret
+	}
+	if len(inv.cfg.SecretKey) == 0 {
+		return errors.New("ENTRASYNC_SECRET_KEY is not set: the Graph credential is stored encrypted with it; make one with `openssl rand -base64 32` and keep it with your other secrets")
 	}
 	if err := db.Write(e.ctx, func(tx *store.Tx) error { return tx.SaveGraphConnection(c, inv.cfg.SecretKey) }); err != nil {
 		return err
