@@ -4,7 +4,11 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/entrasync ./cmd/entrasync \
+# `entrasync version` reads the commit from the build's VCS stamp; where the
+# context has no .git, pass it: docker build --build-arg VERSION=v1.2.0 --build-arg COMMIT=$(git rev-parse HEAD) .
+ARG VERSION=
+ARG COMMIT=
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" -o /out/entrasync ./cmd/entrasync \
  && mkdir -p /out/data
 
 # Run: nothing but the binary, as a non-root user, data in a volume.

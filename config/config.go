@@ -116,9 +116,9 @@ var settings = []setting{
 			c.SecretKey = nil
 			return nil
 		}
-		k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
-		if err != nil || len(k) != 32 {
-			return fmt.Errorf("want 32 random bytes in base64, as `openssl rand -base64 32` prints")
+		k, err := ParseSecretKey(v)
+		if err != nil {
+			return err
 		}
 		c.SecretKey = k
 		return nil
@@ -151,6 +151,16 @@ var settings = []setting{
 		c.SyncJitter = d
 		return nil
 	}, func(c *Config) string { return c.SyncJitter.String() }},
+}
+
+// ParseSecretKey reads a secret key as secret_key holds it: 32 bytes in
+// base64.
+func ParseSecretKey(v string) ([]byte, error) {
+	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
+	if err != nil || len(k) != 32 {
+		return nil, fmt.Errorf("want 32 random bytes in base64, as `openssl rand -base64 32` prints")
+	}
+	return k, nil
 }
 
 // Default returns the built-in settings.

@@ -13,12 +13,12 @@ import (
 	"io"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"runtime/debug"
 	"strings"
 	"time"
 
+	"github.com/entrasync/entrasync/scim/ratelimit"
 	"github.com/entrasync/entrasync/store"
 )
 
@@ -42,8 +42,8 @@ type Server struct {
 	base      string // PublicURL + "/scim/v2"
 	bodyLimit int64
 	log       *slog.Logger
-	tenants   *limiter // per tenant
-	strangers *limiter // per client address, for failed authentication
+	tenants   *ratelimit.Limiter[int64]  // per tenant
+	strangers *ratelimit.Limiter[string] // per client address, for failed authentication
 }
 
 // DefaultBodyLimit is the request body cap when none is configured.
@@ -59,9 +59,9 @@ func New(c Config) *Server {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if c.RateLimit > 0 {
-		s.tenants = newLimiter(c.RateLimit, 2*c.RateLimit)
+		s.tenants = ratelimit.New[int64](c.RateLimit, 2*c.RateLimit)
 	}
-	s.strangers = newLimiter(5, 20)
+	s.strangers = ratelimit.New[string](5, 20)
 	return s
 }
 
@@ -161,35 +161,27 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*http.Req
 	if !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return r, errorf(http.StatusUnauthorized, "", "authentication required: send the Secret Token as \"Authorization: Bearer <token>\"")
 	}
-	client := clientAddr(r)
-	if !s.strangers.allowed(client) {
-		return r, s.tooMany(w, "too many failed authentication attempts", s.strangers)
+	client := ratelimit.ClientAddr(r)
+	if !s.strangers.Allowed(client) {
+		return r, s.tooMany(w, "too many failed authentication attempts", s.strangers.RetryAfter())
 	}
 	t, err := s.db.Authenticate(r.Context(), token)
 	if store.ErrorCode(err) == store.NotFound {
-		s.strangers.allow(client)
+		s.strangers.Allow(client)
 		return r, errorf(http.StatusUnauthorized, "", "the token is not valid or has been revoked")
 	}
 	if err != nil {
 		return r, err
 	}
-	if s.tenants != nil && !s.tenants.allow(t.ID) {
-		return r, s.tooMany(w, "rate limit exceeded for this tenant", s.tenants)
+	if s.tenants != nil && !s.tenants.Allow(t.ID) {
+		return r, s.tooMany(w, "rate limit exceeded for this tenant", s.tenants.RetryAfter())
 	}
 	return r.WithContext(context.WithValue(r.Context(), ctxKey{}, t)), nil
 }
 
-func (s *Server) tooMany(w http.ResponseWriter, detail string, l *limiter) error {
-	w.Header().Set("Retry-After", l.retryAfter())
+func (s *Server) tooMany(w http.ResponseWriter, detail, retryAfter string) error {
+	w.Header().Set("Retry-After", retryAfter)
 	return errorf(http.StatusTooManyRequests, "", detail)
-}
-
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // recover turns a panic into a logged 500, never a dropped connection.

@@ -15,6 +15,7 @@ const (
 	Conflict     Code = "conflict"     // a uniqueness rule would break
 	Precondition Code = "precondition" // the object changed since it was read
 	Invalid      Code = "invalid"      // the input cannot be stored as given
+	Unavailable  Code = "unavailable"  // the service cannot do this now: a setting or a dependency is missing
 	Internal     Code = "internal"
 )
 

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,21 +19,28 @@ import (
 	"github.com/entrasync/entrasync/store"
 )
 
-// testRedisURL is the Redis the tests use: logical database 15, where they
-// delete only keys they made (or, for a store tenant, claimed).
-const testRedisURL = "redis://127.0.0.1:6379/15"
+// testRedisURL is the Redis the tests use: ENTRASYNC_TEST_REDIS_URL, else
+// logical database 15 of the local one, where they delete only keys they
+// made (or, for a store tenant, claimed).
+var testRedisURL = cmp.Or(os.Getenv("ENTRASYNC_TEST_REDIS_URL"), "redis://127.0.0.1:6379/15")
 
-// testRedis connects to the test Redis, or skips the test when none runs.
+// inCI reports whether the tests run in CI (CI set), where a missing Redis
+// fails the Redis tests instead of skipping them: a green CI has run them.
+func inCI() bool { return os.Getenv("CI") != "" }
+
+// testRedis connects to the test Redis, or skips the test when none runs
+// (fails in CI).
 func testRedis(t *testing.T) *Redis {
 	t.Helper()
 	rd, err := connectRedis(t)
 	if err != nil {
-		t.Skipf("no Redis at %s (%v): start one (redis-server) to run this test", testRedisURL, err)
+		t.Skipf("no Redis at %s (%v): start one (redis-server), or set ENTRASYNC_TEST_REDIS_URL, to run this test", testRedisURL, err)
 	}
 	return rd
 }
 
-// reachableRedis connects to the test Redis, or returns nil when none runs.
+// reachableRedis connects to the test Redis, or returns nil when none runs
+// (fails in CI).
 func reachableRedis(t *testing.T) *Redis {
 	t.Helper()
 	rd, err := connectRedis(t)
@@ -42,9 +51,13 @@ func reachableRedis(t *testing.T) *Redis {
 }
 
 // connectRedis connects to the test Redis; it is closed after the test's
-// other cleanups, which use it.
+// other cleanups, which use it. In CI the URL must be given and Redis must
+// answer, or the test fails.
 func connectRedis(t *testing.T) (*Redis, error) {
 	t.Helper()
+	if inCI() && os.Getenv("ENTRASYNC_TEST_REDIS_URL") == "" {
+		t.Fatal("CI is set but ENTRASYNC_TEST_REDIS_URL is not: CI must run the Redis tests against a Redis it names")
+	}
 	rd, err := NewRedis(testRedisURL)
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +65,11 @@ func connectRedis(t *testing.T) (*Redis, error) {
 	t.Cleanup(func() { rd.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return rd, rd.client.Ping(ctx).Err()
+	err = rd.Ping(ctx)
+	if err != nil && inCI() {
+		t.Fatalf("CI is set and the Redis at %s does not answer: %v", testRedisURL, err)
+	}
+	return rd, err
 }
 
 // claimRedisTenant makes store tenant id's Redis keys this test's alone.

@@ -126,7 +126,7 @@ func (w *Worker) Start(ctx context.Context, tenantName string, opts Options) (st
 	if err != nil {
 		return store.Run{}, nil, err
 	}
-	conn, err := w.DB.GraphConnection(ctx, tenantName, w.Key)
+	conn, err := w.DB.OpenGraphConnection(ctx, tenantName, w.Key)
 	if err != nil {
 		return store.Run{}, nil, err
 	}

@@ -191,6 +191,14 @@ func NewRedis(rawURL string) (*Redis, error) {
 // Close closes the connections.
 func (r *Redis) Close() error { return r.client.Close() }
 
+// Ping checks that Redis answers; its error names the address.
+func (r *Redis) Ping(ctx context.Context) error {
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return r.fail("ping", err)
+	}
+	return nil
+}
+
 func (r *Redis) fail(what string, err error) error {
 	return fmt.Errorf("redis at %s: %s: %w", r.url, what, err)
 }

@@ -73,7 +73,7 @@ func demo(e *env, inv *invocation) error {
 		if err := tx.RevokeOpsKey(demoTenant); err != nil && store.ErrorCode(err) != store.NotFound {
 			return err
 		}
-		if _, opsKey, err = tx.CreateOpsKey(demoTenant); err != nil {
+		if _, opsKey, err = tx.CreateOpsKey(demoTenant, store.OpsAdmin, []string{demoTenant}); err != nil {
 			return err
 		}
 		return tx.SaveGraphConnection(store.GraphConnection{

@@ -69,8 +69,9 @@ var commands = []*command{
 	serveCmd, demoCmd,
 	tenantCreateCmd, tenantListCmd, tenantShowCmd, tenantGraphCmd, tenantDeleteCmd,
 	tokenCreateCmd, tokenListCmd, tokenRevokeCmd,
-	syncCmd,
+	syncCmd, rekeyCmd,
 	opskeyCreateCmd, opskeyListCmd, opskeyRevokeCmd,
+	versionCmd,
 }
 
 // Main runs entrasync with args (without the program name) and returns the
@@ -80,6 +81,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		printUsage(stdout)
 		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = append([]string{"version"}, args[1:]...)
 	}
 	name := args[0]
 	if len(args) > 1 && !strings.HasPrefix(args[1], "-") {

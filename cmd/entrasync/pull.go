@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,28 +20,38 @@ import (
 	"github.com/entrasync/entrasync/sync"
 )
 
-var tenantGraphCmd = &command{name: "tenant graph", args: "NAME --tenant-id ID --client-id ID (--client-secret-env VAR | --client-secret-file F | --certificate F) --groups ID,ID [flags]",
-	nargs: 1, summary: "connect a tenant to Microsoft Graph for pulling (or change its connection)", flags: graphFlags, run: tenantGraph}
+var tenantGraphCmd = &command{name: "tenant graph", args: "NAME --tenant-id ID --client-id ID (--client-secret-env VAR | --client-secret-file F | --certificate F) --groups ID,ID [flags] | NAME --remove",
+	nargs: 1, summary: "connect a tenant to Microsoft Graph for pulling, change its connection, or remove it", flags: graphFlags, run: tenantGraph}
 
 var tenantShowCmd = &command{name: "tenant show", args: "NAME", nargs: 1, summary: "show a tenant: tokens, Graph connection, recent runs", run: tenantShow}
 
 var syncCmd = &command{name: "sync", args: "TENANT [--full] [--confirm-deletions]", nargs: 1,
 	summary: "pull a tenant from Microsoft Graph now and print what it did", flags: syncFlags, run: syncNow}
 
-var opskeyCreateCmd = &command{name: "opskey create", args: "NAME", nargs: 1, summary: "issue a key for the ops HTTP API (shown once)", run: opsKeyCreate}
-
-var opskeyListCmd = &command{name: "opskey list", summary: "list ops keys (never the keys)", run: opsKeyList}
-
-var opskeyRevokeCmd = &command{name: "opskey revoke", args: "NAME", nargs: 1, summary: "revoke an ops key", run: opsKeyRevoke}
-
 type graphOpts struct {
 	tenantID, clientID, secretEnv, secretFile, certFile, groups, schedule, deprovision, threshold string
 	authority, graphURL, cloud                                                                    string
-	nested, noNested                                                                              bool
+	nested, noNested, remove                                                                      bool
+
+	fs    *flag.FlagSet
+	names []string // the connection's flags, which --remove refuses beside it
+}
+
+// given lists the connection flags given on the command line.
+func (o *graphOpts) given() []string {
+	var out []string
+	o.fs.Visit(func(f *flag.Flag) {
+		if slices.Contains(o.names, f.Name) {
+			out = append(out, "--"+f.Name)
+		}
+	})
+	return out
 }
 
 func graphFlags(fs *flag.FlagSet) any {
-	o := &graphOpts{}
+	o := &graphOpts{fs: fs}
+	settings := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { settings[f.Name] = true })
 	fs.StringVar(&o.tenantID, "tenant-id", "", "the customer's Entra tenant (directory) id")
 	fs.StringVar(&o.clientID, "client-id", "", "the app registration's application (client) id")
 	fs.StringVar(&o.secretEnv, "client-secret-env", "", "name of an environment variable holding the client secret")
@@ -55,6 +66,12 @@ func graphFlags(fs *flag.FlagSet) any {
 	fs.StringVar(&o.cloud, "cloud", "", "national cloud: global (default), usgov or china")
 	fs.StringVar(&o.authority, "authority-host", "", "Entra authority host URL (overrides --cloud)")
 	fs.StringVar(&o.graphURL, "graph-url", "", "Microsoft Graph URL (overrides --cloud)")
+	fs.VisitAll(func(f *flag.Flag) {
+		if !settings[f.Name] {
+			o.names = append(o.names, f.Name)
+		}
+	})
+	fs.BoolVar(&o.remove, "remove", false, "remove the tenant's Graph connection and its delta links (its users and groups stay)")
 	return o
 }
 
@@ -100,14 +117,22 @@ func (o *graphOpts) readSecret(getenv func(string) string) (kind string, secret 
 
 func tenantGraph(e *env, inv *invocation) error {
 	o := inv.flags.(*graphOpts)
+	if o.remove {
+		if given := o.given(); len(given) > 0 {
+			return usagef("--remove removes the connection; it takes no connection flags (%s)", strings.Join(given, ", "))
+		}
+		return removeGraph(e, inv)
+	}
 	db, err := openStore(e, inv.cfg)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	name := inv.args[0]
-	// An existing connection is changed: what is not given stays.
-	c, err := db.GraphConnection(e.ctx, name, inv.cfg.SecretKey)
+	// An existing connection is changed: what is not given stays. It is read
+	// sealed, so a new credential replaces one the key cannot open.
+	c, err := db.GraphConnection(e.ctx, name)
+	exists := err == nil
 	switch {
 	case store.ErrorCode(err) == store.NotFound && strings.Contains(err.Error(), "no Graph connection"):
 		c = store.GraphConnection{Tenant: name, Deprovision: "deactivate", ThresholdPercent: 20,
@@ -133,11 +158,20 @@ func tenantGraph(e *env, inv *invocation) error {
 		return usagef("--tenant-id is required (the customer's Entra tenant id)")
 	case c.ClientID == "":
 		return usagef("--client-id is required (the app registration's client id)")
-	case c.Secret == nil:
+	case c.Secret == nil && !exists:
 		return usagef("give the app's credential: --client-secret-env VAR, --client-secret-file F or --certificate F")
 	case len(c.Groups) == 0:
 		return usagef("--groups is required: the object ids of the groups assigned for provisioning")
-	case len(inv.cfg.SecretKey) == 0:
+	}
+	if c.Secret == nil {
+		// No new credential: the stored one is kept, so the key must open it.
+		opened, err := db.OpenGraphConnection(e.ctx, name, inv.cfg.SecretKey)
+		if err != nil {
+			return fmt.Errorf("no new credential given, and the stored one cannot be kept: %w", err)
+		}
+		c.Secret = opened.Secret
+	}
+	if len(inv.cfg.SecretKey) == 0 {
 		return errors.New("ENTRASYNC_SECRET_KEY is not set: the Graph credential is stored encrypted with it; make one with `openssl rand -base64 32` and keep it with your other secrets")
 	}
 	if err := db.Write(e.ctx, func(tx *store.Tx) error { return tx.SaveGraphConnection(c, inv.cfg.SecretKey) }); err != nil {
@@ -148,6 +182,43 @@ func tenantGraph(e *env, inv *invocation) error {
 	}
 	fmt.Fprintf(e.stdout, "Tenant %q pulls from Microsoft Graph: %d assigned group(s), schedule %q. Run `entrasync sync %s` to pull now.\n",
 		name, len(c.Groups), c.Schedule, name)
+	return nil
+}
+
+// removeGraph removes a tenant's Graph connection and its delta links,
+// wherever they are kept; its users and groups stay as they are.
+func removeGraph(e *env, inv *invocation) error {
+	db, err := openStore(e, inv.cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	name := inv.args[0]
+	t, err := db.Tenant(e.ctx, name)
+	if err != nil {
+		return err
+	}
+	if _, err := db.GraphConnection(e.ctx, name); err != nil {
+		return err
+	}
+	w, closeWorker, err := newWorker(e.ctx, inv.cfg, db, newLogger(e.stderr, inv.cfg))
+	if err != nil {
+		return err
+	}
+	defer closeWorker()
+	// Links first: should Redis fail, the connection stays and the command
+	// can be run again.
+	if err := w.Tokens.Forget(e.ctx, t.ID, nil); err != nil {
+		return fmt.Errorf("the connection was not removed: its delta links could not be dropped: %w", err)
+	}
+	if err := db.Write(e.ctx, func(tx *store.Tx) error { return tx.RemoveGraphConnection(name) }); err != nil {
+		return err
+	}
+	if inv.json {
+		return printJSON(e.stdout, map[string]any{"tenant": name, "graph": nil})
+	}
+	fmt.Fprintf(e.stdout, "Removed the Graph connection of tenant %q; its users and groups stay as they are. "+
+		"Connect it again with `entrasync tenant graph %s ...`.\n", name, name)
 	return nil
 }
 
@@ -264,9 +335,16 @@ func tenantShow(e *env, inv *invocation) error {
 		}
 	}
 	out := map[string]any{"id": t.ID, "name": t.Name, "createdAt": t.CreatedAt, "activeTokens": active, "graph": nil}
-	c, err := db.GraphConnection(e.ctx, name, nil)
+	c, err := db.GraphConnection(e.ctx, name)
+	keyProblem := ""
 	if err == nil {
 		out["graph"] = connectionJSON(c)
+		// Whether the configured key opens the credential: runs are refused
+		// until it does.
+		if _, err := db.OpenGraphConnection(e.ctx, name, inv.cfg.SecretKey); store.ErrorCode(err) == store.Unavailable {
+			keyProblem = err.Error()
+			out["graph"].(map[string]any)["credentialProblem"] = keyProblem
+		}
 	} else if store.ErrorCode(err) != store.NotFound {
 		return err
 	}
@@ -285,6 +363,9 @@ func tenantShow(e *env, inv *invocation) error {
 		j := out["graph"].(map[string]any)
 		fmt.Fprintf(e.stdout, "Graph: directory %s, app %s, credential %s\n  groups %v\n  schedule %s, nested %v, deprovision %s, threshold %s\n  authority %s, Graph %s\n",
 			j["azureTenantId"], j["clientId"], j["credential"], j["groups"], j["schedule"], j["nested"], j["deprovision"], j["threshold"], j["authorityHost"], j["graphUrl"])
+		if keyProblem != "" {
+			fmt.Fprintf(e.stdout, "  runs are refused: %s\n", keyProblem)
+		}
 	}
 	for _, r := range runs {
 		printRunLine(e.stdout, r)
@@ -335,7 +416,7 @@ func syncNow(e *env, inv *invocation) error {
 	}
 	defer db.Close()
 	log := newLogger(e.stderr, inv.cfg)
-	w, closeWorker, err := newWorker(inv.cfg, db, log)
+	w, closeWorker, err := newWorker(e.ctx, inv.cfg, db, log)
 	if err != nil {
 		return err
 	}
@@ -361,8 +442,10 @@ func syncNow(e *env, inv *invocation) error {
 }
 
 // newWorker wires a pull worker from the settings: delta links and run
-// locks in Redis when one is configured, in the database otherwise.
-func newWorker(cfg config.Config, db *store.DB, log *slog.Logger) (*sync.Worker, func(), error) {
+// locks in Redis when one is configured, in the database otherwise. A
+// configured Redis must answer (within redisStartWait): a worker that
+// cannot lock or keep links would fail every run.
+func newWorker(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Logger) (*sync.Worker, func(), error) {
 	w := &sync.Worker{DB: db, Key: cfg.SecretKey, Connect: connectGraph, Log: log}
 	closer := func() {}
 	if cfg.Redis != "" {
@@ -370,7 +453,13 @@ func newWorker(cfg config.Config, db *store.DB, log *slog.Logger) (*sync.Worker,
 		if err != nil {
 			return nil, nil, fmt.Errorf("%v (setting redis)", err)
 		}
-		if r.Namespace, err = db.InstallationID(context.Background()); err != nil {
+		if err := pingRedis(ctx, r); err != nil {
+			r.Close()
+			return nil, nil, fmt.Errorf("cannot reach Redis (setting redis, ENTRASYNC_REDIS, flag --redis): %v; "+
+				"start it or fix the setting, or leave redis unset to keep delta links and run locks in the database", err)
+		}
+		if r.Namespace, err = db.InstallationID(ctx); err != nil {
+			r.Close()
 			return nil, nil, err
 		}
 		w.Tokens, w.Locks, closer = r, r, func() { r.Close() }
@@ -378,6 +467,26 @@ func newWorker(cfg config.Config, db *store.DB, log *slog.Logger) (*sync.Worker,
 		w.Tokens, w.Locks = sync.StoreTokens{DB: db}, sync.StoreLocks{DB: db}
 	}
 	return w, closer, nil
+}
+
+// redisStartWait is how long a start waits for a configured Redis to
+// answer, for one starting beside entrasync.
+const redisStartWait = 5 * time.Second
+
+func pingRedis(ctx context.Context, r *sync.Redis) error {
+	ctx, cancel := context.WithTimeout(ctx, redisStartWait)
+	defer cancel()
+	for {
+		err := r.Ping(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // graphHTTPClient carries Graph requests; nil (the default transport with
@@ -393,66 +502,4 @@ func connectGraph(_ context.Context, c store.GraphConnection) (sync.Source, erro
 		cfg.ClientSecret = string(c.Secret)
 	}
 	return graph.New(cfg)
-}
-
-func opsKeyCreate(e *env, inv *invocation) error {
-	db, err := openStore(e, inv.cfg)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	var key string
-	err = db.Write(e.ctx, func(tx *store.Tx) error {
-		var err error
-		_, key, err = tx.CreateOpsKey(inv.args[0])
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if inv.json {
-		return printJSON(e.stdout, map[string]string{"name": inv.args[0], "key": key})
-	}
-	fmt.Fprintf(e.stdout, "Ops key %q (shown only this once):\n\n  %s\n\nUse it as \"Authorization: Bearer <key>\" on %s/ops/v1/...\n", inv.args[0], key, inv.cfg.Public(""))
-	return nil
-}
-
-func opsKeyList(e *env, inv *invocation) error {
-	db, err := openStore(e, inv.cfg)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	keys, err := db.OpsKeys(e.ctx)
-	if err != nil {
-		return err
-	}
-	if inv.json {
-		if keys == nil {
-			keys = []store.OpsKey{}
-		}
-		return printJSON(e.stdout, keys)
-	}
-	rows := make([][]string, len(keys))
-	for i, k := range keys {
-		rows[i] = []string{k.Name, k.ID, k.Prefix + "…", k.CreatedAt.Format(time.RFC3339), optTime(k.LastUsedAt), optTime(k.RevokedAt)}
-	}
-	table(e.stdout, "NAME\tID\tPREFIX\tCREATED\tLAST USED\tREVOKED", rows)
-	return nil
-}
-
-func opsKeyRevoke(e *env, inv *invocation) error {
-	db, err := openStore(e, inv.cfg)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if err := db.Write(e.ctx, func(tx *store.Tx) error { return tx.RevokeOpsKey(inv.args[0]) }); err != nil {
-		return err
-	}
-	if inv.json {
-		return printJSON(e.stdout, map[string]string{"revoked": inv.args[0]})
-	}
-	fmt.Fprintf(e.stdout, "Revoked ops key %q.\n", inv.args[0])
-	return nil
 }

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/rand"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
+	gosync "sync"
 	"testing"
 	"time"
 
@@ -160,11 +163,13 @@ func TestSyncCommand(t *testing.T) {
 func TestOpsAPI(t *testing.T) {
 	p := newPullEnv(t)
 	p.connect(t)
-	var key map[string]string
-	out, _, _ := p.run(t, "opskey", "create", "ci", "--json")
-	if err := json.Unmarshal([]byte(out), &key); err != nil || key["name"] != "ci" || !strings.HasPrefix(key["key"], "eso_") {
+	var key map[string]any
+	out, _, _ := p.run(t, "opskey", "create", "ci", "--role", "admin", "--json")
+	if err := json.Unmarshal([]byte(out), &key); err != nil || key["name"] != "ci" || !strings.HasPrefix(key["key"].(string), "eso_") ||
+		key["role"] != "admin" || key["tenants"] != nil {
 		t.Fatalf("opskey create: %s", out)
 	}
+	reader := opsKeyOf(t, mustRunEnv(t, p, "opskey", "create", "dashboard", "--tenant", "acme"))
 	if _, errOut, code := p.run(t, "opskey", "create", "ci"); code != 1 || !strings.Contains(errOut, "exists") {
 		t.Fatalf("duplicate ops key: %s", errOut)
 	}
@@ -193,11 +198,11 @@ func TestOpsAPI(t *testing.T) {
 		t.Fatalf("wrong key: %d", code)
 	}
 	p.fake.SetLatency(200 * time.Millisecond) // so the first run is still going
-	code, first, body := call("POST", "/ops/v1/tenants/acme/sync?full=true", key["key"])
+	code, first, body := call("POST", "/ops/v1/tenants/acme/sync?full=true", key["key"].(string))
 	if code != 202 || first["status"] != "running" || first["mode"] != "full" || first["trigger"] != "api" || first["id"] == nil {
 		t.Fatalf("start: %d %s", code, body)
 	}
-	code, second, body := call("POST", "/ops/v1/tenants/acme/sync", key["key"])
+	code, second, body := call("POST", "/ops/v1/tenants/acme/sync", key["key"].(string))
 	if code != 409 || second["run"].(map[string]any)["id"] != first["id"] {
 		t.Fatalf("second start while running: %d %s", code, body)
 	}
@@ -206,7 +211,7 @@ func TestOpsAPI(t *testing.T) {
 	runPath := "/ops/v1/tenants/acme/runs/" + itoa(id)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		code, run, body := call("GET", runPath, key["key"])
+		code, run, body := call("GET", runPath, key["key"].(string))
 		if code != 200 {
 			t.Fatalf("GET run: %d %s", code, body)
 		}
@@ -222,7 +227,7 @@ func TestOpsAPI(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	req, _ := http.NewRequest("GET", s.base+"/ops/v1/tenants/acme/runs?limit=5", nil)
-	req.Header.Set("Authorization", "Bearer "+key["key"])
+	req.Header.Set("Authorization", "Bearer "+key["key"].(string))
 	res, _ := http.DefaultClient.Do(req)
 	var runs []map[string]any
 	json.NewDecoder(res.Body).Decode(&runs)
@@ -236,15 +241,22 @@ func TestOpsAPI(t *testing.T) {
 		"/ops/v1/tenants/acme/runs?limit=zero": 400,
 		"/ops/v1/tenants/acme/widgets":         404,
 	} {
-		if code, _, body := call("GET", path, key["key"]); code != want {
+		if code, _, body := call("GET", path, key["key"].(string)); code != want {
 			t.Errorf("GET %s: %d %s, want %d", path, code, body, want)
 		}
 	}
-	if code, _, body := call("POST", "/ops/v1/tenants/unconnected/sync", key["key"]); code != 404 || !strings.Contains(string(body), "no Graph connection") {
+	if code, _, body := call("POST", "/ops/v1/tenants/unconnected/sync", key["key"].(string)); code != 404 || !strings.Contains(string(body), "no Graph connection") {
 		t.Errorf("sync of an unconnected tenant: %d %s", code, body)
 	}
+	// The default role reads, and no more.
+	if code, _, body := call("GET", "/ops/v1/tenants/acme/runs", reader); code != 200 {
+		t.Fatalf("read key, GET runs: %d %s", code, body)
+	}
+	if code, _, body := call("POST", "/ops/v1/tenants/acme/sync", reader); code != 403 || !strings.Contains(string(body), "--role sync") {
+		t.Fatalf("read key, POST sync: %d %s", code, body)
+	}
 	mustRunEnv(t, p, "opskey", "revoke", "ci")
-	if code, _, _ := call("GET", "/ops/v1/tenants/acme/runs", key["key"]); code != 401 {
+	if code, _, _ := call("GET", "/ops/v1/tenants/acme/runs", key["key"].(string)); code != 401 {
 		t.Fatalf("revoked key: %d", code)
 	}
 }
@@ -269,7 +281,12 @@ func startServeEnv(t *testing.T, p *pullEnv) *server {
 	go func() {
 		done <- Main(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--db", p.db}, s.stdout, s.stderr, func(k string) string { return p.env[k] })
 	}()
-	s.stop = func() int { cancel(); return <-done }
+	var once gosync.Once
+	code := 0
+	s.stop = func() int {
+		once.Do(func() { cancel(); code = <-done })
+		return code
+	}
 	t.Cleanup(func() { s.stop() })
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -286,33 +303,14 @@ func startServeEnv(t *testing.T, p *pullEnv) *server {
 // TestDemo: the README's run command starts, prints what a newcomer needs,
 // and its first pull brings the sample directory in.
 func TestDemo(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "demo.db")
-	ctx, cancel := context.WithCancel(context.Background())
-	out, errb := &syncBuffer{}, &syncBuffer{}
-	done := make(chan int, 1)
-	go func() { done <- Main(ctx, []string{"demo", "--addr", "127.0.0.1:0", "--db", db}, out, errb, noEnv) }()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("demo exited %d: %s", code, errb)
-		}
-	}()
-	var base string
-	deadline := time.Now().Add(30 * time.Second)
-	for base == "" && time.Now().Before(deadline) {
-		if m := listening.FindStringSubmatch(out.String()); m != nil {
-			base = "http://" + m[1]
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if base == "" {
-		t.Fatalf("demo did not start: %s %s", out, errb)
-	}
+	base, out, errb, stop := startDemo(t, filepath.Join(t.TempDir(), "demo.db"))
+	defer stop()
 	text := out.String()
 	token, opsKey := field(t, text, "Secret Token"), field(t, text, "Ops key (shown only this once)")
 	if field(t, text, "Tenant URL") != base+"/scim/v2" || !strings.Contains(text, "curl") {
 		t.Fatalf("demo output:\n%s", text)
 	}
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequest("GET", base+"/scim/v2/Users?count=1", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -328,25 +326,111 @@ func TestDemo(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	var runs []map[string]any
+	runs := demoRuns(t, base, opsKey, 1)
+	if runs[len(runs)-1]["status"] != "succeeded" || runs[len(runs)-1]["trigger"] != "demo" {
+		t.Fatalf("demo runs: %v", runs)
+	}
+	if strings.Contains(errb.String(), token) || strings.Contains(errb.String(), opsKey) {
+		t.Fatal("a secret went to the log")
+	}
+}
+
+// startDemo runs the demo on db until stop, which fails the test unless
+// the demo exits 0.
+func startDemo(t *testing.T, db string) (base string, out, errb *syncBuffer, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out, errb = &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- Main(ctx, []string{"demo", "--addr", "127.0.0.1:0", "--db", db}, out, errb, noEnv) }()
+	var once gosync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if code := <-done; code != 0 {
+				t.Errorf("demo exited %d: %s", code, errb)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
+		if m := listening.FindStringSubmatch(out.String()); m != nil {
+			return "http://" + m[1], out, errb, stop
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("demo did not start: %s %s", out, errb)
+	return
+}
+
+// demoRuns waits until the demo has at least want runs, none running, and
+// returns them, newest first.
+func demoRuns(t *testing.T, base, opsKey string, want int) []map[string]any {
+	t.Helper()
+	var runs []map[string]any
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		req, _ := http.NewRequest("GET", base+"/ops/v1/tenants/demo/runs", nil)
 		req.Header.Set("Authorization", "Bearer "+opsKey)
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
+		runs = nil
 		json.NewDecoder(res.Body).Decode(&runs)
 		res.Body.Close()
-		if len(runs) > 0 && runs[len(runs)-1]["status"] != "running" {
-			break
+		if len(runs) >= want && runs[0]["status"] != "running" {
+			return runs
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	if len(runs) == 0 || runs[len(runs)-1]["status"] != "succeeded" || runs[len(runs)-1]["trigger"] != "demo" {
-		t.Fatalf("demo runs: %v", runs)
+	t.Fatalf("the demo's runs did not finish: %v", runs)
+	return nil
+}
+
+var opsKeyLine = regexp.MustCompile(`(?m)^  (eso_\S+)$`)
+
+// opsKeyOf finds the key in opskey create's output.
+func opsKeyOf(t *testing.T, out string) string {
+	t.Helper()
+	m := opsKeyLine.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no ops key in:\n%s", out)
 	}
-	if strings.Contains(errb.String(), token) || strings.Contains(errb.String(), opsKey) {
-		t.Fatal("a secret went to the log")
+	return m[1]
+}
+
+func TestOpsKeyCommands(t *testing.T) {
+	p := newPullEnv(t)
+	mustRun(t, "tenant", "create", "globex", "--db", p.db)
+	mustRun(t, "tenant", "create", "initech", "--db", p.db)
+	out := mustRunEnv(t, p, "opskey", "create", "reader")
+	if !strings.Contains(out, "role read, for every tenant") {
+		t.Fatalf("default ops key: %s", out)
+	}
+	out = mustRunEnv(t, p, "opskey", "create", "deploy", "--role", "sync", "--tenant", "globex,acme", "--tenant", "initech", "--json")
+	var k map[string]any
+	if json.Unmarshal([]byte(out), &k); k["role"] != "sync" || fmt.Sprint(k["tenants"]) != "[acme globex initech]" {
+		t.Fatalf("scoped ops key: %s", out)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"opskey", "create", "x", "--role", "owner"}, 2, "want read, sync or admin"},
+		{[]string{"opskey", "create", "x", "--tenant", "acme", "--tenant", "nobody"}, 1, `no tenant "nobody"`},
+		{[]string{"opskey", "create", "reader"}, 1, "exists"},
+	} {
+		if out, errOut, code := p.run(t, tc.args...); code != tc.code || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: %d %s %s; want exit %d with %q", tc.args, code, out, errOut, tc.code, tc.want)
+		}
+	}
+	if keys, _, _ := p.run(t, "opskey", "list", "--json"); strings.Count(keys, `"name"`) != 2 {
+		t.Fatalf("a refused create made a key: %s", keys)
+	}
+	out = mustRunEnv(t, p, "opskey", "list")
+	if !regexp.MustCompile(`(?m)^deploy\s+sync\s+acme,globex,initech\s`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^reader\s+read\s+\(all\)\s`).MatchString(out) {
+		t.Fatalf("opskey list:\n%s", out)
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/entrasync/entrasync/sync/opsapi"
 )
 
-var serveCmd = &command{name: "serve", summary: "serve the SCIM endpoint, the ops API and /healthz, and pull connected tenants on schedule", run: serve}
+var serveCmd = &command{name: "serve", summary: "serve the SCIM endpoint, the ops API, /healthz and /readyz, and pull connected tenants on schedule", run: serve}
 
 func serve(e *env, inv *invocation) error {
 	svc, err := openService(e, inv.cfg)
@@ -55,7 +55,7 @@ func openService(e *env, cfg config.Config) (*service, error) {
 		return nil, err
 	}
 	svc.public = cfg.Public(svc.ln.Addr().String())
-	w, closeWorker, err := newWorker(cfg, svc.db, svc.log)
+	w, closeWorker, err := newWorker(e.ctx, cfg, svc.db, svc.log)
 	if err != nil {
 		svc.ln.Close()
 		svc.db.Close()
@@ -78,7 +78,7 @@ func listen(cfg config.Config) (net.Listener, error) {
 	return ln, nil
 }
 
-// run serves SCIM, the ops API and /healthz, and runs the scheduler,
+// run serves SCIM, the ops API, /healthz and /readyz, and runs the scheduler,
 // until the context ends; then it shuts down cleanly.
 func (svc *service) run(e *env, sched *sync.Scheduler) error {
 	cfg, db, log, ln, public, w := svc.cfg, svc.db, svc.log, svc.ln, svc.public, svc.worker
@@ -94,6 +94,7 @@ func (svc *service) run(e *env, sched *sync.Scheduler) error {
 		}
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	})
+	mux.HandleFunc("GET /readyz", readyz(dependencies(db, w), log))
 	mux.Handle("/ops/", &opsapi.Handler{Worker: w, Log: log})
 	mux.Handle("/", srv.Handler())
 	httpSrv := &http.Server{
@@ -104,6 +105,7 @@ func (svc *service) run(e *env, sched *sync.Scheduler) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
+	warnUnopenable(e.ctx, db, cfg.SecretKey, log)
 	ctx, stop := context.WithCancel(e.ctx)
 	defer stop()
 	schedDone := make(chan struct{})
@@ -160,4 +162,24 @@ func bootstrap(e *env, db *store.DB, public string) error {
 		return err
 	}
 	return printCredentials(e.stdout, *cred, false)
+}
+
+// warnUnopenable says at start which tenants' runs will be refused because
+// the configured key does not open their Graph credentials.
+func warnUnopenable(ctx context.Context, db *store.DB, key []byte, log *slog.Logger) {
+	names, err := db.UnopenableConnections(ctx, key)
+	if err != nil {
+		log.Error("checking the stored Graph credentials against ENTRASYNC_SECRET_KEY failed", "err", err)
+		return
+	}
+	if len(names) == 0 {
+		return
+	}
+	why := "ENTRASYNC_SECRET_KEY (setting secret_key) is not set"
+	if len(key) > 0 {
+		why = "ENTRASYNC_SECRET_KEY (setting secret_key) is not the key their Graph credentials were stored with"
+	}
+	log.Warn(why+": runs of these tenants will be refused until the key they were stored with is set, "+
+		"they are re-sealed with `entrasync rekey --old-key-env VAR`, or their credentials are given again with "+
+		"`entrasync tenant graph NAME --client-secret-env VAR`", "tenants", names)
 }

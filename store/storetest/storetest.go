@@ -44,6 +44,7 @@ func Run(t *testing.T, open Opener) {
 		{"Scope", testScope},
 		{"FullPassMarks", testMarks},
 		{"GraphConnections", testGraphConnections},
+		{"SecretKeys", testSecretKeys},
 		{"Runs", testRuns},
 		{"DeltaLinksAndLeases", testLinksAndLeases},
 		{"OpsKeys", testOpsKeys},
@@ -780,33 +781,137 @@ func testMarks(t *testing.T, db *store.DB) {
 	}
 }
 
-func testGraphConnections(t *testing.T, db *store.DB) {
-	newTenant(t, db, "acme")
-	key := []byte("0123456789abcdef0123456789abcdef")
-	c := store.GraphConnection{Tenant: "acme", AzureTenantID: "t", ClientID: "c", Credential: "secret", Secret: []byte("s3cr3t"),
+var (
+	testKey  = []byte("0123456789abcdef0123456789abcdef")
+	wrongKey = []byte("fedcba9876543210fedcba9876543210")
+)
+
+func connection(tenant, secret string) store.GraphConnection {
+	return store.GraphConnection{Tenant: tenant, AzureTenantID: "t", ClientID: "c", Credential: "secret", Secret: []byte(secret),
 		Groups: []string{"g1", "g2"}, Schedule: "@every 40m", Deprovision: "deactivate", ThresholdPercent: 20,
 		AuthorityHost: "https://login.microsoftonline.com/", GraphURL: "https://graph.microsoft.com"}
+}
+
+func testGraphConnections(t *testing.T, db *store.DB) {
+	newTenant(t, db, "acme")
+	c := connection("acme", "s3cr3t")
 	err := db.Write(ctx, func(tx *store.Tx) error { return tx.SaveGraphConnection(c, nil) })
-	mustCode(t, err, store.Invalid) // no key, no secret stored
-	write(t, db, func(tx *store.Tx) error { return tx.SaveGraphConnection(c, key) })
-	got, err := db.GraphConnection(ctx, "acme", key)
-	if err != nil || string(got.Secret) != "s3cr3t" || !slices.Equal(got.Groups, c.Groups) || got.ThresholdPercent != 20 {
-		t.Fatalf("GraphConnection = %+v, %v", got, err)
+	mustCode(t, err, store.Unavailable) // no key, no secret stored
+	if !strings.Contains(err.Error(), "ENTRASYNC_SECRET_KEY") {
+		t.Fatalf("saving without a key: %v", err)
 	}
-	if sealed, _ := db.GraphConnection(ctx, "acme", nil); sealed.Secret != nil {
-		t.Fatal("the secret came back without the key")
-	}
-	wrong := []byte("fedcba9876543210fedcba9876543210")
-	_, err = db.GraphConnection(ctx, "acme", wrong)
+	noSecret := c
+	noSecret.Secret = nil
+	err = db.Write(ctx, func(tx *store.Tx) error { return tx.SaveGraphConnection(noSecret, testKey) })
 	mustCode(t, err, store.Invalid)
+	write(t, db, func(tx *store.Tx) error { return tx.SaveGraphConnection(c, testKey) })
+	got, err := db.OpenGraphConnection(ctx, "acme", testKey)
+	if err != nil || string(got.Secret) != "s3cr3t" || !slices.Equal(got.Groups, c.Groups) || got.ThresholdPercent != 20 {
+		t.Fatalf("OpenGraphConnection = %+v, %v", got, err)
+	}
+	if sealed, err := db.GraphConnection(ctx, "acme"); err != nil || sealed.Secret != nil || sealed.ClientID != "c" {
+		t.Fatalf("GraphConnection = %+v, %v; want it sealed", sealed, err)
+	}
+	for _, key := range [][]byte{nil, wrongKey} {
+		_, err = db.OpenGraphConnection(ctx, "acme", key)
+		mustCode(t, err, store.Unavailable)
+		if !strings.Contains(err.Error(), "ENTRASYNC_SECRET_KEY") || !strings.Contains(err.Error(), "entrasync tenant graph acme") ||
+			strings.Contains(err.Error(), "s3cr3t") {
+			t.Fatalf("opening with key %q: %v", key, err)
+		}
+	}
 	c.Schedule, c.ThresholdPercent, c.ThresholdCount = "@hourly", 0, 50
-	write(t, db, func(tx *store.Tx) error { return tx.SaveGraphConnection(c, key) })
+	write(t, db, func(tx *store.Tx) error { return tx.SaveGraphConnection(c, testKey) })
 	list, err := db.GraphConnections(ctx)
 	if err != nil || len(list) != 1 || list[0].Schedule != "@hourly" || list[0].ThresholdCount != 50 || list[0].Secret != nil {
 		t.Fatalf("GraphConnections = %+v, %v", list, err)
 	}
 	newTenant(t, db, "bare")
-	_, err = db.GraphConnection(ctx, "bare", key)
+	_, err = db.OpenGraphConnection(ctx, "bare", testKey)
+	mustCode(t, err, store.NotFound)
+	_, err = db.GraphConnection(ctx, "nobody")
+	mustCode(t, err, store.NotFound)
+}
+
+// testSecretKeys: the key check tells which credentials a key opens; a
+// credential is replaced or removed without opening it; Rekey moves them
+// all to a new key, or none.
+func testSecretKeys(t *testing.T, db *store.DB) {
+	for _, n := range []string{"acme", "globex", "initech"} {
+		newTenant(t, db, n)
+	}
+	write(t, db, func(tx *store.Tx) error {
+		for _, n := range []string{"acme", "globex"} {
+			if err := tx.SaveGraphConnection(connection(n, n+"-secret"), testKey); err != nil {
+				return err
+			}
+		}
+		return tx.SaveGraphConnection(connection("initech", "initech-secret"), wrongKey)
+	})
+	unopenable := func(key []byte, want ...string) {
+		t.Helper()
+		got, err := db.UnopenableConnections(ctx, key)
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("UnopenableConnections(%q) = %v, %v; want %v", key, got, err, want)
+		}
+	}
+	unopenable(testKey, "initech")
+	unopenable(wrongKey, "acme", "globex")
+	unopenable(nil, "acme", "globex", "initech")
+
+	// Replaced with the configured key: no need to open the old one.
+	write(t, db, func(tx *store.Tx) error { return tx.SaveGraphConnection(connection("initech", "new-secret"), testKey) })
+	unopenable(testKey)
+	if c, err := db.OpenGraphConnection(ctx, "initech", testKey); err != nil || string(c.Secret) != "new-secret" {
+		t.Fatalf("replaced credential: %+v %v", c, err)
+	}
+
+	// Rekey: all or nothing.
+	newKey := []byte("another key, thirty-two bytes!!!")
+	write(t, db, func(tx *store.Tx) error {
+		return tx.SaveGraphConnection(connection("globex", "globex-secret"), wrongKey)
+	})
+	err := db.Write(ctx, func(tx *store.Tx) error { _, err := tx.Rekey(testKey, newKey); return err })
+	mustCode(t, err, store.Unavailable)
+	if !strings.Contains(err.Error(), "globex") || strings.Contains(err.Error(), "acme") {
+		t.Fatalf("rekey with a credential the old key does not open: %v", err)
+	}
+	unopenable(newKey, "acme", "globex", "initech") // nothing moved
+	write(t, db, func(tx *store.Tx) error {
+		return tx.SaveGraphConnection(connection("globex", "globex-secret"), testKey)
+	})
+	rekey := func(old []byte, want int) {
+		t.Helper()
+		var n int
+		write(t, db, func(tx *store.Tx) error { var err error; n, err = tx.Rekey(old, newKey); return err })
+		if n != want {
+			t.Fatalf("Rekey re-sealed %d, want %d", n, want)
+		}
+	}
+	rekey(testKey, 3)
+	rekey(testKey, 0) // a second rekey finds them done
+	unopenable(newKey)
+	unopenable(testKey, "acme", "globex", "initech")
+	for _, n := range []string{"acme", "globex"} {
+		if c, err := db.OpenGraphConnection(ctx, n, newKey); err != nil || string(c.Secret) != n+"-secret" {
+			t.Fatalf("%s after rekey: %+v %v", n, c, err)
+		}
+	}
+
+	// Removing a connection drops its delta links, not its people.
+	acme, _ := db.Tenant(ctx, "acme")
+	insert(t, db, acme.ID, user("alice"))
+	write(t, db, func(tx *store.Tx) error { return tx.SaveDeltaLink(acme.ID, "users", "https://graph/x") })
+	write(t, db, func(tx *store.Tx) error { return tx.RemoveGraphConnection("acme") })
+	_, err = db.GraphConnection(ctx, "acme")
+	mustCode(t, err, store.NotFound)
+	if link, _, _ := db.LoadDeltaLink(ctx, acme.ID, "users"); link != "" {
+		t.Fatal("a removed connection's delta link stayed")
+	}
+	if list, _ := db.Tenants(ctx); list[0].Name != "acme" || list[0].Users != 1 {
+		t.Fatalf("tenants after removing a connection: %+v", list)
+	}
+	err = db.Write(ctx, func(tx *store.Tx) error { return tx.RemoveGraphConnection("acme") })
 	mustCode(t, err, store.NotFound)
 }
 
@@ -873,18 +978,58 @@ func testLinksAndLeases(t *testing.T, db *store.DB) {
 }
 
 func testOpsKeys(t *testing.T, db *store.DB) {
-	var secret string
-	write(t, db, func(tx *store.Tx) error { var err error; _, secret, err = tx.CreateOpsKey("ci"); return err })
-	err := db.Write(ctx, func(tx *store.Tx) error { _, _, err := tx.CreateOpsKey("ci"); return err })
+	newTenant(t, db, "acme")
+	newTenant(t, db, "globex")
+	create := func(name string, role store.OpsRole, tenants ...string) (store.OpsKey, string, error) {
+		var k store.OpsKey
+		var secret string
+		err := db.Write(ctx, func(tx *store.Tx) error {
+			var err error
+			k, secret, err = tx.CreateOpsKey(name, role, tenants)
+			return err
+		})
+		return k, secret, err
+	}
+	_, secret, err := create("ci", store.OpsAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = create("ci", store.OpsRead)
 	mustCode(t, err, store.Conflict)
-	if k, err := db.AuthenticateOps(ctx, secret); err != nil || k.Name != "ci" {
+	_, _, err = create("bad", "owner")
+	mustCode(t, err, store.Invalid)
+	_, _, err = create("ghost", store.OpsRead, "nobody")
+	mustCode(t, err, store.NotFound)
+	if k, err := db.AuthenticateOps(ctx, secret); err != nil || k.Name != "ci" || k.Role != store.OpsAdmin || !k.AllTenants() || !k.Covers("acme") {
 		t.Fatalf("AuthenticateOps = %+v, %v", k, err)
+	}
+	scoped, scopedSecret, err := create("deployer", store.OpsSync, "globex", "acme", "acme")
+	if err != nil || !slices.Equal(scoped.Tenants, []string{"acme", "globex"}) {
+		t.Fatalf("scoped key: %+v %v", scoped, err)
+	}
+	k, err := db.AuthenticateOps(ctx, scopedSecret)
+	if err != nil || k.Role != store.OpsSync || !slices.Equal(k.Tenants, []string{"acme", "globex"}) || k.Covers("initech") {
+		t.Fatalf("AuthenticateOps(scoped) = %+v, %v", k, err)
+	}
+	// A deleted tenant leaves the scope; the key covers no more than before,
+	// also not a new tenant of the same name.
+	write(t, db, func(tx *store.Tx) error { return tx.DeleteTenant("globex") })
+	newTenant(t, db, "globex")
+	if k, _ := db.AuthenticateOps(ctx, scopedSecret); !slices.Equal(k.Tenants, []string{"acme"}) {
+		t.Fatalf("scope after deleting a tenant: %v", k.Tenants)
+	}
+	write(t, db, func(tx *store.Tx) error { return tx.DeleteTenant("acme") })
+	if k, _ := db.AuthenticateOps(ctx, scopedSecret); k.AllTenants() || k.Covers("acme") || len(k.Tenants) != 0 {
+		t.Fatalf("a key whose tenants are all gone: %+v", k)
 	}
 	write(t, db, func(tx *store.Tx) error { return tx.RevokeOpsKey("ci") })
 	_, err = db.AuthenticateOps(ctx, secret)
 	mustCode(t, err, store.NotFound)
-	write(t, db, func(tx *store.Tx) error { _, _, err := tx.CreateOpsKey("ci"); return err }) // the name is free again
-	if keys, _ := db.OpsKeys(ctx); len(keys) != 2 {
+	if _, _, err := create("ci", store.OpsRead); err != nil { // the name is free again
+		t.Fatal(err)
+	}
+	keys, _ := db.OpsKeys(ctx)
+	if len(keys) != 3 || keys[0].Name != "ci" || keys[0].Role != store.OpsRead || keys[1].Name != "ci (revoked "+keys[1].ID+")" {
 		t.Fatalf("OpsKeys = %+v", keys)
 	}
 }

@@ -1,20 +1,29 @@
 // Package opsapi is the ops HTTP API: start a tenant's pull and read its
 // runs, for operators and their tooling. Every request carries an ops key
-// (entrasync opskey create) as a bearer token.
+// (entrasync opskey create) as a bearer token; the key's role and tenants
+// decide what it may do.
 //
-//	POST /ops/v1/tenants/{tenant}/sync[?full=true][&confirmDeletions=true]  202 the new run; 409 the running one
-//	GET  /ops/v1/tenants/{tenant}/runs[?limit=N]                             200 runs, newest first
-//	GET  /ops/v1/tenants/{tenant}/runs/{id}                                  200 one run
+//	POST /ops/v1/tenants/{tenant}/sync                          role sync   202 the new run; 409 the running one
+//	POST /ops/v1/tenants/{tenant}/sync?full=true                role admin  (also confirmDeletions=true)
+//	GET  /ops/v1/tenants/{tenant}/runs[?limit=N]                role read   200 runs, newest first
+//	GET  /ops/v1/tenants/{tenant}/runs/{id}                     role read   200 one run
+//
+// A key out of its scope is answered 403, saying what it lacks. Failed
+// attempts with unknown keys are limited per client address (429); a
+// valid key is never refused for what others tried.
 package opsapi
 
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	gosync "sync"
 
+	"github.com/entrasync/entrasync/scim/ratelimit"
 	"github.com/entrasync/entrasync/store"
 	"github.com/entrasync/entrasync/sync"
 )
@@ -23,22 +32,44 @@ import (
 type Handler struct {
 	Worker *sync.Worker
 	Log    *slog.Logger
+
+	once     gosync.Once
+	failures *ratelimit.Limiter[string] // failed attempts per client address
 }
+
+// Failed attempts allowed per client address: as the SCIM endpoint's,
+// 20 at once, then 5 a second.
+const (
+	failureRate  = 5
+	failureBurst = 20
+)
 
 // ServeHTTP authenticates the ops key and routes.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.once.Do(func() {
+		if h.failures == nil {
+			h.failures = ratelimit.New[string](failureRate, failureBurst)
+		}
+	})
 	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(key) == "" {
 		unauthorized(w, "send an ops key as \"Authorization: Bearer <key>\" (entrasync opskey create NAME)")
 		return
 	}
+	// The key is checked first, so a valid key passes whatever others at
+	// its address tried; only failures count against the address.
 	who, err := h.Worker.DB.AuthenticateOps(r.Context(), strings.TrimSpace(key))
 	if err != nil {
-		if store.ErrorCode(err) == store.NotFound {
-			unauthorized(w, "the ops key is not valid or has been revoked")
+		if store.ErrorCode(err) != store.NotFound {
+			h.fail(w, r, err)
 			return
 		}
-		h.fail(w, r, err)
+		if !h.failures.Allow(ratelimit.ClientAddr(r)) {
+			w.Header().Set("Retry-After", h.failures.RetryAfter())
+			writeError(w, http.StatusTooManyRequests, "too many failed ops-key attempts from this address; wait and send a valid key")
+			return
+		}
+		unauthorized(w, "the ops key is not valid or has been revoked")
 		return
 	}
 	rest, ok := strings.CutPrefix(r.URL.Path, "/ops/v1/tenants/")
@@ -49,9 +80,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(parts) == 2 && parts[1] == "sync" && r.Method == http.MethodPost:
 		h.startSync(w, r, parts[0], who)
 	case len(parts) == 2 && parts[1] == "runs" && r.Method == http.MethodGet:
-		h.runs(w, r, parts[0])
+		if h.permit(w, who, parts[0], store.OpsRead, "reading runs") {
+			h.runs(w, r, parts[0])
+		}
 	case len(parts) == 3 && parts[1] == "runs" && r.Method == http.MethodGet:
-		h.run(w, r, parts[0], parts[2])
+		if h.permit(w, who, parts[0], store.OpsRead, "reading runs") {
+			h.run(w, r, parts[0], parts[2])
+		}
 	case (len(parts) == 2 && (parts[1] == "sync" || parts[1] == "runs")) || (len(parts) == 3 && parts[1] == "runs"):
 		writeError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed here")
 	default:
@@ -59,9 +94,61 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// permit reports whether key may do what (which needs role need) on tenant, and
+// answers 403, saying what the key lacks and how to get a key that has it,
+// when it may not.
+func (h *Handler) permit(w http.ResponseWriter, key store.OpsKey, tenant string, need store.OpsRole, what string) bool {
+	var lacks string
+	switch {
+	case !key.Covers(tenant):
+		lacks = fmt.Sprintf("ops key %q may act on tenant(s) %s only, not %q", key.Name, strings.Join(key.Tenants, ", "), tenant)
+	case !key.Role.Allows(need):
+		lacks = fmt.Sprintf("ops key %q has role %s, and %s needs role %s", key.Name, key.Role, what, need)
+	default:
+		return true
+	}
+	if h.Log != nil {
+		h.Log.Info("ops request refused", "ops_key", key.Name, "tenant", tenant, "needs", string(need))
+	}
+	writeError(w, http.StatusForbidden, fmt.Sprintf("%s; an operator can issue a key that may: entrasync opskey create NAME --role %s --tenant %s",
+		lacks, need, tenant))
+	return false
+}
+
+// boolParam reads a true/false query parameter; absent is false.
+func boolParam(r *http.Request, name string) (bool, error) {
+	switch v := r.URL.Query().Get(name); v {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	default:
+		return false, fmt.Errorf("%s must be true or false, not %q", name, v)
+	}
+}
+
 func (h *Handler) startSync(w http.ResponseWriter, r *http.Request, tenant string, who store.OpsKey) {
-	q := r.URL.Query()
-	opts := sync.Options{Trigger: "api", Full: q.Get("full") == "true", ConfirmDeletions: q.Get("confirmDeletions") == "true"}
+	opts := sync.Options{Trigger: "api"}
+	var err error
+	if opts.Full, err = boolParam(r, "full"); err == nil {
+		opts.ConfirmDeletions, err = boolParam(r, "confirmDeletions")
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	need, what := store.OpsSync, "starting runs"
+	switch {
+	case opts.Full && opts.ConfirmDeletions:
+		need, what = store.OpsAdmin, "starting full runs that confirm deletions (full=true, confirmDeletions=true)"
+	case opts.Full:
+		need, what = store.OpsAdmin, "starting full runs (full=true)"
+	case opts.ConfirmDeletions:
+		need, what = store.OpsAdmin, "confirming deletions over the threshold (confirmDeletions=true)"
+	}
+	if !h.permit(w, who, tenant, need, what) {
+		return
+	}
 	run, _, err := h.Worker.Start(r.Context(), tenant, opts)
 	var running *sync.RunningError
 	if errors.As(err, &running) {
@@ -79,7 +166,8 @@ func (h *Handler) startSync(w http.ResponseWriter, r *http.Request, tenant strin
 		return
 	}
 	if h.Log != nil {
-		h.Log.Info("pull started by the ops API", "tenant", tenant, "run", run.ID, "ops_key", who.Name, "full", opts.Full)
+		h.Log.Info("pull started by the ops API", "tenant", tenant, "run", run.ID, "ops_key", who.Name, "full", opts.Full,
+			"confirm_deletions", opts.ConfirmDeletions)
 	}
 	w.Header().Set("Location", "/ops/v1/tenants/"+tenant+"/runs/"+strconv.FormatInt(run.ID, 10))
 	writeJSON(w, http.StatusAccepted, run)
@@ -129,6 +217,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusBadRequest, err.Error())
 	case store.Conflict:
 		writeError(w, http.StatusConflict, err.Error())
+	case store.Unavailable: // a setting or a dependency is missing; the message says which
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 	default:
 		if h.Log != nil {
 			h.Log.Error("ops request failed", "path", r.URL.Path, "err", err)
