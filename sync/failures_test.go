@@ -122,3 +122,26 @@ func TestRunErrorsKeepNoSecrets(t *testing.T) {
 		t.Fatalf("a failed run is logged %s", logs.String())
 	}
 }
+
+// TestPullNeedsOnlyTheREADMEPermissions: every other test of the pull runs
+// with exactly the README's two permissions; without one of them a run
+// fails saying which one and that an admin must consent to it.
+func TestPullNeedsOnlyTheREADMEPermissions(t *testing.T) {
+	for _, missing := range graph.RequiredPermissions {
+		t.Run("without "+missing, func(t *testing.T) {
+			h := newHarness(t, graphtest.Options{})
+			h.populate(10, 1, 1, 19)
+			var granted []string
+			for _, p := range graph.RequiredPermissions {
+				if p != missing {
+					granted = append(granted, p)
+				}
+			}
+			h.fake.Grant(azureTenant, appID, granted...)
+			run, _ := h.sync(store.RunFailed)
+			if !strings.Contains(run.Error, missing) || !strings.Contains(strings.ToLower(run.Error), "admin consent") {
+				t.Fatalf("a run without %s says %q", missing, run.Error)
+			}
+		})
+	}
+}

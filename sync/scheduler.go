@@ -29,6 +29,7 @@ type Scheduler struct {
 	sem     chan struct{}
 	mu      gosync.Mutex
 	entries map[string]entry // by tenant
+	refused map[string]bool  // tenants not pulled: the secret key does not open their credential
 	wg      gosync.WaitGroup
 }
 
@@ -58,7 +59,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		s.Log = slog.New(slog.DiscardHandler)
 	}
 	s.sem = make(chan struct{}, s.Workers)
-	s.entries = map[string]entry{}
+	s.entries, s.refused = map[string]entry{}, map[string]bool{}
 	s.cron = cron.New(cron.WithParser(parser), cron.WithLocation(time.UTC))
 	s.cron.Start()
 	defer func() {
@@ -79,16 +80,34 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
-// reload makes the cron entries match the stored connections.
+// reload makes the cron entries match the stored connections. A tenant
+// whose credential the secret key cannot open is not scheduled: each of its
+// runs would be refused, and saying so once is enough.
 func (s *Scheduler) reload(ctx context.Context) error {
 	conns, err := s.Worker.DB.GraphConnections(ctx)
 	if err != nil {
 		return err
 	}
+	unopenable, err := s.Worker.DB.UnopenableConnections(ctx, s.Worker.Key)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	refused := map[string]bool{}
+	for _, t := range unopenable {
+		refused[t] = true
+		if !s.refused[t] {
+			s.Log.Warn("not pulled: ENTRASYNC_SECRET_KEY does not open the tenant's Graph credential; set the key it was "+
+				"stored with, run `entrasync rekey`, or give the credential again with `entrasync tenant graph`", "tenant", t)
+		}
+	}
+	s.refused = refused
 	seen := map[string]bool{}
 	for _, c := range conns {
+		if refused[c.Tenant] {
+			continue
+		}
 		seen[c.Tenant] = true
 		spec := c.Schedule
 		if spec == "" {

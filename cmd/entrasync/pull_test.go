@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entrasync/entrasync/graph"
 	"github.com/entrasync/entrasync/graph/graphtest"
 )
 
@@ -40,6 +41,7 @@ func newPullEnv(t *testing.T) *pullEnv {
 	fake := graphtest.NewServer(graphtest.Options{PageSize: 20})
 	t.Cleanup(fake.Close)
 	fake.AddApp(testAzureTenant, testClientID, "the-client-secret")
+	fake.Grant(testAzureTenant, testClientID, graph.RequiredPermissions...) // what the README asks an admin to grant
 	graphHTTPClient = fake.Client()
 	t.Cleanup(func() { graphHTTPClient = nil })
 	p := &pullEnv{fake: fake, dir: fake.Tenant(testAzureTenant), db: filepath.Join(t.TempDir(), "es.db"),
