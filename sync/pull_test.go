@@ -524,3 +524,35 @@ func TestLeaverAfterFailedRun(t *testing.T) {
 	}
 	h.checkMirror()
 }
+
+// TestDeletesWhileLinksExpired: people and groups deleted while no delta
+// link was kept end as a delta run would leave them: the hard-deleted user
+// deleted, the soft-deleted one deactivated and out of her groups, the
+// deleted group gone; a restore afterwards brings her back.
+func TestDeletesWhileLinksExpired(t *testing.T) {
+	h := newHarness(t, graphtest.Options{PageSize: 10})
+	gs := h.populate(60, 4, 3, 20)
+	h.sync(store.RunSucceeded)
+	hard, soft := h.userOnlyIn(gs[0]), h.userOnlyIn(gs[1])
+	h.fake.ExpireDeltaTokens()
+	h.dir.HardDeleteUser(hard)
+	h.dir.SoftDeleteUser(soft)
+	h.dir.DeleteGroup(gs[2], false)
+	run, c := h.sync(store.RunHeld) // the deleted group's people leave scope too: over 20 %
+	if run.Mode != ModeFull || c.GroupsDeleted != 1 {
+		t.Fatalf("full pass: %+v %+v", run, c)
+	}
+	run, c = h.sync(store.RunSucceeded, Options{Trigger: "test", Full: true, ConfirmDeletions: true})
+	if _, ok := h.localUser(hard); ok || c.UsersDeleted != 1 {
+		t.Fatalf("the hard-deleted user is still here: %+v", c)
+	}
+	if u, ok := h.localUser(soft); !ok || u.Active() || slices.Contains(h.localMembers(gs[1]), soft) {
+		t.Fatalf("the soft-deleted user: kept %v, active %v", ok, u.Active())
+	}
+	h.checkMirror()
+	h.dir.RestoreUser(soft)
+	if _, c := h.sync(store.RunSucceeded); c.UsersReactivated != 1 || !slices.Contains(h.localMembers(gs[1]), soft) {
+		t.Fatalf("restore: %+v", c)
+	}
+	h.checkMirror()
+}

@@ -1,9 +1,13 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"strings"
+	gosync "sync"
 	"testing"
 	"time"
 
@@ -193,4 +197,47 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("timed out waiting")
 		}
 	}
+}
+
+// TestSchedulerSkipsTenantsItCannotOpen: with a secret key that does not
+// open a tenant's credential, the tenant is not scheduled (each run would
+// be refused), and the log says so once, naming the setting.
+func TestSchedulerSkipsTenantsItCannotOpen(t *testing.T) {
+	h := newHarness(t, graphtest.Options{})
+	gs := h.populate(5, 1, 1, 21)
+	h.assign(gs[:1], func(c *store.GraphConnection) { c.Schedule = "@every 1s" })
+	var logs syncBuffer
+	w := &Worker{DB: h.db, Tokens: h.w.Tokens, Locks: h.w.Locks, Connect: h.connect, Key: []byte("another key, 32 bytes long......")}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Scheduler{Worker: w, Reload: 20 * time.Millisecond, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "not pulled") })
+	time.Sleep(1500 * time.Millisecond) // past a tick of the schedule, and many reloads
+	cancel()
+	<-done
+	if n := strings.Count(logs.String(), "ENTRASYNC_SECRET_KEY"); n != 1 || len(s.entries) != 0 {
+		t.Fatalf("%d warnings, %d tenants scheduled:\n%s", n, len(s.entries), logs.String())
+	}
+	if runs, _ := h.db.Runs(context.Background(), "contoso", 10); len(runs) != 0 {
+		t.Fatalf("runs were recorded: %+v", runs)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu gosync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
