@@ -47,6 +47,7 @@ const (
 //	GET /groups/delta?$filter=id eq '…'&$select=…,members  (GroupsDelta)       GroupMember.Read.All
 //	GET /users/delta?$select=…                              (UsersDelta)        User.Read.All
 //	GET /users/delta?$deltatoken=latest                     (LatestUsersLink)   User.Read.All
+//	GET /groups/delta?$filter=id eq '…'&$select=id,displayName (ExistingGroups) GroupMember.Read.All
 //	GET /users/delta?$filter=id eq '…' or …                 (UsersByID)         User.Read.All
 //	GET /directory/deletedItems/{id}                        (DeletedUsers)      User.Read.All
 //
