@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"hash/fnv"
 	"iter"
 	"net/http"
 	"net/url"
@@ -24,21 +25,99 @@ var objectIDRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{
 // such ids are put into queries.
 func ValidObjectID(id string) bool { return objectIDRE.MatchString(id) }
 
-// checkLink accepts a stored next or delta link only if it points at this
-// client's Graph and at the expected delta endpoint: a link is data from
-// storage, and must not send the bearer token anywhere else.
-func (c *Client) checkLink(link, resource string) error {
+// checkLink accepts a next or delta link (what names it: "a stored", or
+// "Graph's next") only if it points at this client's Graph and at the
+// expected delta endpoint: a link is data, from storage or from an answer,
+// and must not send the bearer token anywhere else. The error names the
+// link's scheme and host, never its query (the tokens).
+func (c *Client) checkLink(link, resource, what string) error {
 	u, err := url.Parse(link)
 	if err != nil {
-		return errorf("a stored %s link is not a URL", resource)
+		return errorf("%s %s delta link is not a URL", what, resource)
 	}
 	if u.Scheme != c.graph.Scheme || !strings.EqualFold(u.Host, c.graph.Host) {
-		return errorf("a stored %s link points at %s://%s, not at the configured Graph", resource, u.Scheme, u.Host)
+		return errorf("%s %s delta link points at %s://%s, not at the configured Graph %s://%s", what, resource, u.Scheme, u.Host, c.graph.Scheme, c.graph.Host)
 	}
 	if !strings.HasPrefix(u.Path, c.graph.Path+c.version+"/"+resource+"/delta") {
-		return errorf("a stored %s link is not a %s delta link", resource, resource)
+		return errorf("%s %s delta link is not a %s delta link (its path is %s)", what, resource, resource, u.Path)
 	}
 	return nil
+}
+
+// deltaResponse is a page of users/delta or groups/delta as the SDK reads it.
+type deltaResponse[T any] interface {
+	GetValue() []T
+	GetOdataNextLink() *string
+	GetOdataDeltaLink() *string
+}
+
+// deltaWalk is one delta walk: how to ask for its first page and for a
+// link, and how to hand on a page.
+type deltaWalk[T any, R deltaResponse[T]] struct {
+	resource, permission string
+	link                 string // where to start; "" for first
+	first                func(ctx context.Context) (R, error)
+	follow               func(ctx context.Context, link string) (R, error)
+	page                 func(values []T, deltaLink string) bool // false stops
+}
+
+// run follows the walk to its deltaLink, checking every page's links:
+// exactly one of nextLink and deltaLink, on this Graph, and no nextLink
+// seen before in the walk (a loop).
+func (w deltaWalk[T, R]) run(ctx context.Context, c *Client) error {
+	ctx = withFailureSlot(ctx)
+	if w.link != "" {
+		if err := c.checkLink(w.link, w.resource, "a stored"); err != nil {
+			return err
+		}
+	}
+	seen := map[uint64]bool{}
+	link := w.link
+	for page := 0; ; page++ {
+		var resp R
+		var err error
+		if link == "" {
+			resp, err = w.first(ctx)
+		} else {
+			resp, err = w.follow(ctx, link)
+		}
+		if err != nil {
+			return c.fail(ctx, err, "GET /"+w.resource+"/delta", w.permission)
+		}
+		next, delta := deref(resp.GetOdataNextLink()), deref(resp.GetOdataDeltaLink())
+		switch {
+		case next == "" && delta == "":
+			return errorf("a %s delta page has neither a nextLink nor a deltaLink", w.resource)
+		case next != "" && delta != "":
+			return errorf("a %s delta page has both a nextLink and a deltaLink", w.resource)
+		case page+1 >= maxPages && delta == "":
+			return errorf("a %s delta walk passed %d pages", w.resource, maxPages)
+		case next != "":
+			h := linkHash(next)
+			if seen[h] || next == link {
+				return errorf("Graph repeated a %s nextLink: the walk would not end", w.resource)
+			}
+			seen[h] = true
+			if err := c.checkLink(next, w.resource, "Graph's next"); err != nil {
+				return err
+			}
+		default:
+			if err := c.checkLink(delta, w.resource, "Graph's"); err != nil {
+				return err
+			}
+		}
+		if !w.page(resp.GetValue(), delta) || delta != "" {
+			return nil
+		}
+		link = next
+	}
+}
+
+// linkHash keeps a walk's seen links small: a walk may have many pages.
+func linkHash(link string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(link))
+	return h.Sum64()
 }
 
 // UsersDelta walks /users/delta from link (a stored delta link, or "" for
@@ -52,61 +131,32 @@ func (c *Client) UsersDelta(ctx context.Context, link string) iter.Seq2[UserPage
 // when it is not "".
 func (c *Client) usersWalk(ctx context.Context, link, filter string) iter.Seq2[UserPage, error] {
 	return func(yield func(UserPage, error) bool) {
-		if link != "" {
-			if err := c.checkLink(link, "users"); err != nil {
-				yield(UserPage{}, err)
-				return
-			}
-		}
-		prev := ""
-		for page := 0; ; page++ {
-			var resp users.DeltaGetResponseable
-			var err error
-			if link == "" && page == 0 {
+		stopped := false
+		err := deltaWalk[models.Userable, users.DeltaGetResponseable]{
+			resource: "users", permission: permUsers, link: link,
+			first: func(ctx context.Context) (users.DeltaGetResponseable, error) {
 				q := &users.DeltaRequestBuilderGetQueryParameters{Select: strings.Split(UserSelect, ",")}
 				if filter != "" {
 					q.Filter = &filter
 				}
-				resp, err = c.sdk.Users().Delta().GetAsDeltaGetResponse(ctx, &users.DeltaRequestBuilderGetRequestConfiguration{QueryParameters: q})
-			} else {
-				resp, err = c.sdk.Users().Delta().WithUrl(link).GetAsDeltaGetResponse(ctx, nil)
-			}
-			if err != nil {
-				yield(UserPage{}, asError(err, permUsers))
-				return
-			}
-			var p UserPage
-			for _, u := range resp.GetValue() {
-				p.Users = append(p.Users, userFrom(u))
-			}
-			next, delta := deref(resp.GetOdataNextLink()), deref(resp.GetOdataDeltaLink())
-			if err := c.step(next, delta, prev, page, "users"); err != nil {
-				yield(UserPage{}, err)
-				return
-			}
-			p.DeltaLink = delta
-			if !yield(p, nil) || delta != "" {
-				return
-			}
-			prev, link = link, next
+				return c.sdk.Users().Delta().GetAsDeltaGetResponse(ctx, &users.DeltaRequestBuilderGetRequestConfiguration{QueryParameters: q})
+			},
+			follow: func(ctx context.Context, link string) (users.DeltaGetResponseable, error) {
+				return c.sdk.Users().Delta().WithUrl(link).GetAsDeltaGetResponse(ctx, nil)
+			},
+			page: func(values []models.Userable, deltaLink string) bool {
+				p := UserPage{DeltaLink: deltaLink}
+				for _, u := range values {
+					p.Users = append(p.Users, userFrom(u))
+				}
+				stopped = !yield(p, nil)
+				return !stopped
+			},
+		}.run(ctx, c)
+		if err != nil && !stopped {
+			yield(UserPage{}, err)
 		}
 	}
-}
-
-// step checks a page's links: exactly one of them, the next one new and on
-// this Graph.
-func (c *Client) step(next, delta, prev string, page int, resource string) error {
-	switch {
-	case next == "" && delta == "":
-		return errorf("a %s delta page has neither a nextLink nor a deltaLink", resource)
-	case next != "" && next == prev:
-		return errorf("Graph repeated a %s nextLink", resource)
-	case page >= maxPages:
-		return errorf("a %s delta walk passed %d pages", resource, maxPages)
-	case next != "":
-		return c.checkLink(next, resource)
-	}
-	return c.checkLink(delta, resource)
 }
 
 // idFilter is the $filter that restricts a users or groups delta to ids
@@ -136,44 +186,35 @@ func (c *Client) GroupsDelta(ctx context.Context, link string, groupIDs []string
 func (c *Client) groupsWalk(ctx context.Context, link string, groupIDs []string, sel string) iter.Seq2[GroupPage, error] {
 	return func(yield func(GroupPage, error) bool) {
 		var f string
-		var err error
 		if link == "" {
-			f, err = idFilter("group", groupIDs)
-		} else {
-			err = c.checkLink(link, "groups")
-		}
-		if err != nil {
-			yield(GroupPage{}, err)
-			return
-		}
-		prev := ""
-		for page := 0; ; page++ {
-			var resp groups.DeltaGetResponseable
-			if link == "" && page == 0 {
-				resp, err = c.sdk.Groups().Delta().GetAsDeltaGetResponse(ctx, &groups.DeltaRequestBuilderGetRequestConfiguration{
-					QueryParameters: &groups.DeltaRequestBuilderGetQueryParameters{Select: strings.Split(sel, ","), Filter: &f},
-				})
-			} else {
-				resp, err = c.sdk.Groups().Delta().WithUrl(link).GetAsDeltaGetResponse(ctx, nil)
-			}
-			if err != nil {
-				yield(GroupPage{}, asError(err, permGroupMembers))
-				return
-			}
-			var p GroupPage
-			for _, g := range resp.GetValue() {
-				p.Groups = append(p.Groups, groupFrom(g))
-			}
-			next, delta := deref(resp.GetOdataNextLink()), deref(resp.GetOdataDeltaLink())
-			if err := c.step(next, delta, prev, page, "groups"); err != nil {
+			var err error
+			if f, err = idFilter("group", groupIDs); err != nil {
 				yield(GroupPage{}, err)
 				return
 			}
-			p.DeltaLink = delta
-			if !yield(p, nil) || delta != "" {
-				return
-			}
-			prev, link = link, next
+		}
+		stopped := false
+		err := deltaWalk[models.Groupable, groups.DeltaGetResponseable]{
+			resource: "groups", permission: permGroupMembers, link: link,
+			first: func(ctx context.Context) (groups.DeltaGetResponseable, error) {
+				return c.sdk.Groups().Delta().GetAsDeltaGetResponse(ctx, &groups.DeltaRequestBuilderGetRequestConfiguration{
+					QueryParameters: &groups.DeltaRequestBuilderGetQueryParameters{Select: strings.Split(sel, ","), Filter: &f},
+				})
+			},
+			follow: func(ctx context.Context, link string) (groups.DeltaGetResponseable, error) {
+				return c.sdk.Groups().Delta().WithUrl(link).GetAsDeltaGetResponse(ctx, nil)
+			},
+			page: func(values []models.Groupable, deltaLink string) bool {
+				p := GroupPage{DeltaLink: deltaLink}
+				for _, g := range values {
+					p.Groups = append(p.Groups, groupFrom(g))
+				}
+				stopped = !yield(p, nil)
+				return !stopped
+			},
+		}.run(ctx, c)
+		if err != nil && !stopped {
+			yield(GroupPage{}, err)
 		}
 	}
 }
@@ -203,17 +244,18 @@ func (c *Client) ExistingGroups(ctx context.Context, ids []string) ([]string, er
 // LatestUsersLink returns a users delta link for "from now on"
 // ($deltatoken=latest), without listing anyone.
 func (c *Client) LatestUsersLink(ctx context.Context) (string, error) {
+	ctx = withFailureSlot(ctx)
 	q := url.Values{"$select": {UserSelect}, "$deltatoken": {"latest"}}
 	raw := c.cfg.GraphURL + c.version + "/users/delta?" + q.Encode()
 	resp, err := c.sdk.Users().Delta().WithUrl(raw).GetAsDeltaGetResponse(ctx, nil)
 	if err != nil {
-		return "", asError(err, permUsers)
+		return "", c.fail(ctx, err, "GET /users/delta", permUsers)
 	}
 	link := deref(resp.GetOdataDeltaLink())
 	if link == "" {
 		return "", errorf("a $deltatoken=latest answer has no deltaLink")
 	}
-	return link, c.checkLink(link, "users")
+	return link, c.checkLink(link, "users", "Graph's")
 }
 
 // UsersByID looks users up by object id (MaxIDsPerLookup at most). Ids
@@ -252,14 +294,16 @@ const deletedLookups = 4
 // DeletedUsers returns those of ids that are users in Entra's deleted items:
 // soft-deleted, restorable for 30 days. An id that is not there (permanently
 // deleted, never a user, or an active user) is left out. It asks
-// GET /directory/deletedItems/{id} once per id, a few at a time.
+// GET /directory/deletedItems/{id} once per id, a few at a time. Give user
+// ids: a deleted group's id needs Group.Read.All, which the pull does not
+// ask for (Graph answers 403).
 func (c *Client) DeletedUsers(ctx context.Context, ids []string) ([]string, error) {
 	for _, id := range ids {
 		if !ValidObjectID(id) {
 			return nil, errorf("%q is not a user object id", id)
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(withFailureSlot(ctx))
 	defer cancel()
 	deleted := make([]bool, len(ids))
 	var (
@@ -293,7 +337,7 @@ func (c *Client) DeletedUsers(ctx context.Context, ids []string) ([]string, erro
 		return nil, firstErr
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, asError(err, "")
+		return nil, c.fail(ctx, err, "", "")
 	}
 	var out []string
 	for i, id := range ids {
@@ -310,7 +354,7 @@ func (c *Client) deletedUser(ctx context.Context, id string) (bool, error) {
 		QueryParameters: &directory.DeletedItemsDirectoryObjectItemRequestBuilderGetQueryParameters{Select: []string{"id"}},
 	})
 	if err != nil {
-		e := asError(err, permUsers)
+		e := c.fail(ctx, err, "GET /directory/deletedItems/{id}", permUsers)
 		if e.Status == http.StatusNotFound {
 			return false, nil
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	kiotaauth "github.com/microsoft/kiota-authentication-azure-go"
 	khttp "github.com/microsoft/kiota-http-go"
@@ -78,7 +79,8 @@ type Config struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-// SetDefaults fills what is unset.
+// SetDefaults fills what is unset, and puts GraphURL and AuthorityHost in
+// their canonical form when they have one (Validate reports them when not).
 func (c *Config) SetDefaults() {
 	if c.AuthorityHost == "" {
 		c.AuthorityHost = Clouds["global"].AuthorityHost
@@ -86,9 +88,11 @@ func (c *Config) SetDefaults() {
 	if c.GraphURL == "" {
 		c.GraphURL = Clouds["global"].GraphURL
 	}
-	c.GraphURL = strings.TrimRight(c.GraphURL, "/")
-	if !strings.HasSuffix(c.AuthorityHost, "/") {
-		c.AuthorityHost += "/"
+	if u, err := NormalizeGraphURL(c.GraphURL); err == nil {
+		c.GraphURL = u
+	}
+	if u, err := NormalizeAuthorityHost(c.AuthorityHost); err == nil {
+		c.AuthorityHost = u
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 60 * time.Second
@@ -112,25 +116,68 @@ func (c *Config) Validate() error {
 	if (c.ClientSecret == "") == (len(c.Certificate) == 0) {
 		return errors.New("graph: give either a client secret or a certificate")
 	}
-	if err := checkURL(c.AuthorityHost); err != nil {
+	if _, err := NormalizeAuthorityHost(c.AuthorityHost); err != nil {
 		return fmt.Errorf("graph: authority host: %w", err)
 	}
-	if err := checkURL(c.GraphURL); err != nil {
+	if _, err := NormalizeGraphURL(c.GraphURL); err != nil {
 		return fmt.Errorf("graph: Graph URL: %w", err)
 	}
 	return nil
 }
 
-// checkURL accepts https URLs, and http only for loopback hosts.
-func checkURL(raw string) error {
+// NormalizeGraphURL returns the Graph endpoint as scheme and host
+// ("https://graph.microsoft.com"). The version path most documentation
+// prints ("https://graph.microsoft.com/v1.0", with or without a final
+// slash) is removed: entrasync adds /v1.0 itself. Any other path, /beta
+// included, is refused.
+func NormalizeGraphURL(raw string) (string, error) {
+	u, err := parseEndpoint(raw)
+	if err != nil {
+		return "", err
+	}
+	path := strings.TrimRight(u.Path, "/")
+	switch {
+	case path == "" || strings.EqualFold(path, "/v1.0"):
+		return u.Scheme + "://" + u.Host, nil
+	case strings.EqualFold(path, "/beta"):
+		return "", fmt.Errorf("%q names Graph's beta endpoint; entrasync reads v1.0: give the Graph host without a path, such as https://graph.microsoft.com", raw)
+	}
+	return "", fmt.Errorf("%q has a path (%s): give the Graph host without a path, such as https://graph.microsoft.com", raw, u.Path)
+}
+
+// NormalizeAuthorityHost returns the Entra authority host as scheme and
+// host with a final slash ("https://login.microsoftonline.com/"), the form
+// azidentity takes. A path (a tenant, /v2.0, /oauth2/v2.0/token) is
+// refused: the tenant comes from the tenant id.
+func NormalizeAuthorityHost(raw string) (string, error) {
+	u, err := parseEndpoint(raw)
+	if err != nil {
+		return "", err
+	}
+	if strings.Trim(u.Path, "/") != "" {
+		return "", fmt.Errorf("%q has a path (%s): give only the host, such as https://login.microsoftonline.com (the tenant comes from --tenant-id)", raw, u.Path)
+	}
+	return u.Scheme + "://" + u.Host + "/", nil
+}
+
+// parseEndpoint accepts an absolute https URL (http only for loopback
+// hosts) without user, query or fragment.
+func parseEndpoint(raw string) (*url.URL, error) {
+	raw = strings.TrimSpace(raw)
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute URL", raw)
+	switch {
+	case raw == "":
+		return nil, errors.New("it is empty")
+	case err != nil || u.Host == "" || u.Opaque != "":
+		return nil, fmt.Errorf("%q is not an absolute URL such as https://host", redact(raw))
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(raw, "?") || strings.HasSuffix(raw, "#"):
+		return nil, fmt.Errorf("the URL for %s carries a user, a query or a fragment: give scheme and host only, such as %s://%s", u.Hostname(), strings.ToLower(u.Scheme), u.Host)
 	}
+	u.Scheme = strings.ToLower(u.Scheme)
 	if u.Scheme == "https" || (u.Scheme == "http" && isLoopback(u.Hostname())) {
-		return nil
+		return u, nil
 	}
-	return fmt.Errorf("%q must use https", raw)
+	return nil, fmt.Errorf("%q must use https", redact(raw))
 }
 
 func isLoopback(host string) bool {
@@ -176,6 +223,9 @@ func New(cfg Config) (*Client, error) {
 	co := azcore.ClientOptions{
 		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: cfg.AuthorityHost},
 		Transport: &http.Client{Transport: retrying},
+		// retrying is the one retry layer (on cfg.Sleep's clock, honouring
+		// Retry-After); azcore's own would wait again on the real clock.
+		Retry: policy.RetryOptions{MaxRetries: -1},
 	}
 	var cred azcore.TokenCredential
 	var err error

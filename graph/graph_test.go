@@ -275,9 +275,9 @@ func TestCredentials(t *testing.T) {
 	srv := newFake(t, graphtest.Options{})
 	srv.Tenant(tenantID).Populate(rand.New(rand.NewSource(5)), 3, 1)
 
-	bad, _ := newClient(t, srv, func(c *graph.Config) { c.ClientSecret = "wrong" })
+	bad, _ := newClient(t, srv, func(c *graph.Config) { c.ClientSecret = "n0t-the-s3cret" })
 	for _, err := range bad.UsersDelta(ctx, "") {
-		if !graph.IsAuthentication(err) || !strings.Contains(err.Error(), "AADSTS7000215") || strings.Contains(err.Error(), "wrong") {
+		if !graph.IsAuthentication(err) || !strings.Contains(err.Error(), "AADSTS7000215") || strings.Contains(err.Error(), "n0t-the-s3cret") {
 			t.Fatalf("wrong secret: %v", err)
 		}
 	}

@@ -10,16 +10,26 @@ import (
 	"time"
 )
 
-// retryTransport is the one request path to Graph: it answers 429 and
-// 503/504 by waiting as Retry-After says (or backing off when it says
-// nothing), a bounded number of times, and reports each wait.
+// retryTransport is the one request path to Graph and the token endpoint:
+// it answers 429 and 503/504 by waiting as Retry-After says (or backing off
+// when it says nothing), a bounded number of times, reports each wait, and
+// turns a request that got no answer into a KindNetwork *Error.
+//
+// Like every RoundTripper it returns a response or an error, never both and
+// never neither.
 type retryTransport struct {
 	next       http.RoundTripper
 	maxRetries int
 	maxWait    time.Duration // a longer Retry-After is not waited for here: the run comes back later
 	timeout    time.Duration // for an answer's headers, per attempt; 0: none
 	sleep      func(ctx context.Context, d time.Duration) error
+	// afterFunc starts an attempt's timer; time.AfterFunc unless a test
+	// needs to choose when it fires.
+	afterFunc func(d time.Duration, f func()) stopper
 }
+
+// stopper is the part of *time.Timer an attempt uses.
+type stopper interface{ Stop() bool }
 
 // errNoAnswer is a request whose answer did not start within the timeout.
 var errNoAnswer = errors.New("no answer in time")
@@ -37,57 +47,48 @@ func retryable(status int) bool {
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	// A body must be sent again on a retry; the SDK's bodies are small.
-	if req.Body != nil && req.GetBody == nil {
-		body, err := io.ReadAll(req.Body)
-		req.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	req, err := rewindable(req)
+	if err != nil {
+		return nil, err
 	}
+	ctx := req.Context()
 	backoff := time.Second
 	for attempt := 0; ; attempt++ {
 		res, err := t.send(req)
-		timedOut := errors.Is(err, errNoAnswer)
-		if timedOut && attempt < t.maxRetries {
-			if err := t.sleep(req.Context(), backoff); err != nil {
-				return nil, err
+		var wait time.Duration
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil, err // the caller's cancellation, not the network's failure
+		case errors.Is(err, errNoAnswer) && attempt < t.maxRetries:
+			wait, backoff = backoff, backoff*2
+		case errors.Is(err, errNoAnswer):
+			e := networkError(req, err)
+			e.Message = fmt.Sprintf("no answer within %s, %d times", t.timeout, attempt+1)
+			noteFailure(ctx, e)
+			return nil, e
+		case err != nil:
+			return nil, networkError(req, err)
+		case !retryable(res.StatusCode) || attempt >= t.maxRetries:
+			return res, nil
+		default:
+			wait = parseRetryAfter(res.Header.Get("Retry-After"), time.Now())
+			if wait == 0 {
+				wait, backoff = backoff, backoff*2
 			}
-			backoff *= 2
-			req = req.Clone(req.Context())
-			if req.GetBody != nil {
-				if req.Body, err = req.GetBody(); err != nil {
-					return nil, err
-				}
+			if wait > t.maxWait {
+				return res, nil // the caller sees the 429 and its Retry-After
 			}
-			continue
+			io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+			res.Body.Close()
+			if observe, ok := ctx.Value(waitObserverKey{}).(func(time.Duration)); ok {
+				observe(wait)
+			}
 		}
-		if timedOut {
-			return nil, fmt.Errorf("%s %s: no answer within %s, %d times", req.Method, req.URL.Host, t.timeout, attempt+1)
-		}
-		if err != nil || !retryable(res.StatusCode) || attempt >= t.maxRetries {
-			return res, err
-		}
-		wait := parseRetryAfter(res.Header.Get("Retry-After"), time.Now())
-		if wait == 0 {
-			wait = backoff
-			backoff *= 2
-		}
-		if wait > t.maxWait {
-			return res, nil // the caller sees the 429 and its Retry-After
-		}
-		io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
-		res.Body.Close()
-		if observe, ok := req.Context().Value(waitObserverKey{}).(func(time.Duration)); ok {
-			observe(wait)
-		}
-		if err := t.sleep(req.Context(), wait); err != nil {
+		if err := t.sleep(ctx, wait); err != nil {
 			return nil, err
 		}
 		// A RoundTripper must not change the request it was given: send a copy.
-		req = req.Clone(req.Context())
+		req = req.Clone(ctx)
 		if req.GetBody != nil {
 			if req.Body, err = req.GetBody(); err != nil {
 				return nil, err
@@ -96,28 +97,73 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// send is one attempt, whose answer must start within the timeout; the
-// body may take as long as it takes.
-func (t *retryTransport) send(req *http.Request) (*http.Response, error) {
-	if t.timeout <= 0 {
-		return t.next.RoundTrip(req)
+// rewindable returns req, or a copy whose body can be sent again on a
+// retry (the SDK's bodies are small).
+func rewindable(req *http.Request) (*http.Request, error) {
+	if req.Body == nil || req.Body == http.NoBody || req.GetBody != nil {
+		return req, nil
 	}
-	ctx, cancel := context.WithCancelCause(req.Context())
-	timer := time.AfterFunc(t.timeout, func() { cancel(errNoAnswer) })
-	res, err := t.next.RoundTrip(req.WithContext(ctx))
-	if !timer.Stop() || err != nil {
-		if err == nil {
-			res.Body.Close() // the timer won the race
-		}
-		late := context.Cause(ctx) == errNoAnswer && req.Context().Err() == nil
-		cancel(nil)
-		if late {
-			return nil, errNoAnswer
-		}
+	body, err := io.ReadAll(req.Body)
+	req.Body.Close()
+	if err != nil {
 		return nil, err
 	}
-	res.Body = &cancelOnClose{ReadCloser: res.Body, cancel: func() { cancel(nil) }}
-	return res, nil
+	req = req.Clone(req.Context())
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	return req, nil
+}
+
+// send is one attempt, whose answer must start within the timeout; the
+// body may take as long as it takes. It returns a response or an error,
+// whatever order the answer, the timer and the caller's context end in.
+func (t *retryTransport) send(req *http.Request) (*http.Response, error) {
+	if t.timeout <= 0 {
+		return checked(t.next.RoundTrip(req))
+	}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	after := t.afterFunc
+	if after == nil {
+		after = func(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) }
+	}
+	timer := after(t.timeout, func() { cancel(errNoAnswer) })
+	res, err := checked(t.next.RoundTrip(req.WithContext(ctx)))
+	// Stop reports false once the timer has fired, even if its function
+	// has not run yet: the attempt's context is (about to be) cancelled,
+	// so an answer in hand can no longer be read. It is late.
+	inTime := timer.Stop()
+	if err == nil && inTime {
+		res.Body = &cancelOnClose{ReadCloser: res.Body, cancel: func() { cancel(nil) }}
+		return res, nil
+	}
+	if res != nil {
+		res.Body.Close()
+	}
+	cancel(nil)
+	switch {
+	case req.Context().Err() != nil:
+		return nil, req.Context().Err() // the caller's end wins
+	case !inTime:
+		return nil, errNoAnswer
+	}
+	return nil, err
+}
+
+// checked holds the inner RoundTripper to its contract: exactly one of a
+// response (with a body) and an error.
+func checked(res *http.Response, err error) (*http.Response, error) {
+	switch {
+	case err != nil && res != nil:
+		if res.Body != nil {
+			res.Body.Close()
+		}
+		return nil, err
+	case err == nil && res == nil:
+		return nil, errors.New("the HTTP transport returned neither a response nor an error")
+	case err == nil && res.Body == nil:
+		res.Body = http.NoBody
+	}
+	return res, err
 }
 
 // cancelOnClose ends an attempt's context once its body is done with.

@@ -72,6 +72,7 @@ type Request struct {
 	Authorized bool   // carried a valid bearer token (Graph requests only)
 	Tenant     string // from the bearer token or the token endpoint's path
 	Status     int    // 0 when the client went away first
+	Encoding   string // the body's Content-Encoding, e.g. gzip
 }
 
 // maxRequests bounds the request log of a long-running demo.
@@ -267,7 +268,7 @@ func (e *exchange) Write(b []byte) (int, error) {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	e := &exchange{ResponseWriter: w, rec: Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery}}
+	e := &exchange{ResponseWriter: w, rec: Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Encoding: r.Header.Get("Content-Encoding")}}
 	defer s.record(e)
 	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	switch {
