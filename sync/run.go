@@ -131,9 +131,15 @@ func (w *Worker) Start(ctx context.Context, tenantName string, opts Options) (st
 		return store.Run{}, nil, err
 	}
 	lease, err := w.Locks.Lock(ctx, fmt.Sprintf("run:tenant:%d", t.ID))
-	if errors.Is(err, ErrLocked) {
-		running, _, _ := w.DB.RunningRun(ctx, tenantName)
-		return store.Run{}, nil, &RunningError{Run: running}
+	// A lock held while no run is recorded as going belongs to a run that
+	// is recording its end (or its start): wait a moment for it, so that
+	// "start a run once the last one finished" is not answered "running".
+	for wait := 0; errors.Is(err, ErrLocked); wait++ {
+		running, going, rerr := w.DB.RunningRun(ctx, tenantName)
+		if going || rerr != nil || wait == 40 || !sleepFor(ctx, 25*time.Millisecond) {
+			return store.Run{}, nil, &RunningError{Run: running}
+		}
+		lease, err = w.Locks.Lock(ctx, fmt.Sprintf("run:tenant:%d", t.ID))
 	}
 	if err != nil {
 		return store.Run{}, nil, err // the lock says what failed, and where

@@ -289,14 +289,18 @@ func applyGraphFlags(c *store.GraphConnection, o *graphOpts) error {
 		c.AuthorityHost, c.GraphURL = cl.AuthorityHost, cl.GraphURL
 	}
 	if o.authority != "" {
-		c.AuthorityHost = o.authority
+		host, err := graph.NormalizeAuthorityHost(o.authority)
+		if err != nil {
+			return usagef("--authority-host: %v", err)
+		}
+		c.AuthorityHost = host
 	}
 	if o.graphURL != "" {
-		c.GraphURL = strings.TrimRight(o.graphURL, "/")
-	}
-	check := graph.Config{TenantID: "x", ClientID: "x", ClientSecret: "x", AuthorityHost: c.AuthorityHost, GraphURL: c.GraphURL}
-	if err := check.Validate(); err != nil {
-		return usagef("%v", err)
+		u, err := graph.NormalizeGraphURL(o.graphURL) // the docs' https://graph.microsoft.com/v1.0 is taken too
+		if err != nil {
+			return usagef("--graph-url: %v", err)
+		}
+		c.GraphURL = u
 	}
 	return nil
 }

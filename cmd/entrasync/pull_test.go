@@ -85,6 +85,8 @@ func TestTenantGraphCommand(t *testing.T) {
 		{append(base, "--client-secret-env", "GRAPH_SECRET", "--deprovision", "vanish"), nil, "must be deactivate or delete"},
 		{append(base, "--client-secret-env", "GRAPH_SECRET", "--threshold", "150%"), nil, "from 1% to 100%"},
 		{append(base, "--client-secret-env", "GRAPH_SECRET", "--graph-url", "http://graph.example.com"), nil, "must use https"},
+		{append(base, "--client-secret-env", "GRAPH_SECRET", "--graph-url", "https://graph.microsoft.com/beta"), nil, "give the Graph host without a path"},
+		{append(base, "--client-secret-env", "GRAPH_SECRET", "--authority-host", "https://login.microsoftonline.com/"+testAzureTenant+"/v2.0"), nil, "give only the host"},
 		{append(base, "--client-secret-env", "GRAPH_SECRET", "--certificate", "x.pem"), nil, "give one of"},
 		{append(base, "--client-secret-env", "GRAPH_SECRET"), map[string]string{"GRAPH_SECRET": "s"}, "ENTRASYNC_SECRET_KEY is not set"},
 		{[]string{"tenant", "graph", "nobody", "--client-secret-env", "GRAPH_SECRET"}, nil, `no tenant "nobody"`},
@@ -115,6 +117,13 @@ func TestTenantGraphCommand(t *testing.T) {
 	out, _, _ = p.run(t, "tenant", "show", "acme")
 	if !strings.Contains(out, "@every 2h") || strings.Contains(out, "the-client-secret") {
 		t.Fatalf("tenant show: %s", out)
+	}
+	// The form most docs print, with the version path, is taken as the host.
+	out, errOut, code := p.run(t, "tenant", "graph", "acme", "--graph-url", "https://graph.microsoft.com/v1.0/",
+		"--authority-host", "https://login.microsoftonline.com", "--json")
+	json.Unmarshal([]byte(out), &shown)
+	if code != 0 || shown["graphUrl"] != "https://graph.microsoft.com" || shown["authorityHost"] != "https://login.microsoftonline.com/" {
+		t.Fatalf("docs-form URLs: %d %v %s", code, shown, errOut)
 	}
 }
 
@@ -434,5 +443,43 @@ func TestOpsKeyCommands(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^deploy\s+sync\s+acme,globex,initech\s`).MatchString(out) ||
 		!regexp.MustCompile(`(?m)^reader\s+read\s+\(all\)\s`).MatchString(out) {
 		t.Fatalf("opskey list:\n%s", out)
+	}
+}
+
+// TestSyncFailuresInWords: each way a pull fails is told apart in what
+// `entrasync sync` prints, with what to do about it.
+func TestSyncFailuresInWords(t *testing.T) {
+	dead := "https://" + closedAddr(t)
+	tests := []struct {
+		name  string
+		setup func(p *pullEnv) []string // extra tenant graph flags
+		code  int
+		want  []string
+	}{
+		{"refused credentials", func(p *pullEnv) []string { p.env["GRAPH_SECRET"] = "not-the-secret"; return nil },
+			1, []string{"Entra refused the app's credentials", "AADSTS7000215"}},
+		{"missing permission", func(p *pullEnv) []string {
+			p.fake.Grant(testAzureTenant, testClientID, "GroupMember.Read.All")
+			return nil
+		}, 1, []string{"lacks the application permission User.Read.All", "admin consent"}},
+		{"token endpoint down for a while", func(p *pullEnv) []string { p.fake.FailTokenNext(10); return nil },
+			1, []string{"temporarily unavailable", "AADSTS90033"}},
+		{"network", func(p *pullEnv) []string { return []string{"--authority-host", dead, "--graph-url", dead} },
+			1, []string{"no answer from " + strings.TrimPrefix(dead, "https://"), "refused"}},
+		{"throttled", func(p *pullEnv) []string { p.fake.FailNext(100, http.StatusTooManyRequests, time.Hour); return nil },
+			exitThrottled, []string{"throttled", "try again after 1h0m0s"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPullEnv(t)
+			p.connect(t, tc.setup(p)...)
+			_, errOut, code := p.run(t, "sync", "acme")
+			t.Log(errOut)
+			for _, w := range tc.want {
+				if code != tc.code || !strings.Contains(errOut, w) {
+					t.Fatalf("exit %d (want %d), %q; want it to say %q", code, tc.code, errOut, w)
+				}
+			}
+		})
 	}
 }
