@@ -116,7 +116,7 @@ func (e *Error) Error() string {
 		b.WriteString(e.statusLine() + "the delta link is no longer valid")
 	default:
 		b.WriteString(e.statusLine())
-		b.WriteString(redact(e.Message))
+		b.WriteString(Redact(e.Message))
 	}
 	msg := strings.TrimSuffix(strings.TrimSpace(b.String()), ":")
 	switch {
@@ -155,7 +155,7 @@ func (e *Error) tokenDetail(withStatus bool) string {
 	if e.AADSTS != 0 {
 		parts = append(parts, "AADSTS"+strconv.Itoa(e.AADSTS))
 	}
-	if msg := redact(e.Message); msg != "" {
+	if msg := Redact(e.Message); msg != "" {
 		parts = append(parts, msg)
 	}
 	if len(parts) == 0 {
@@ -336,9 +336,9 @@ func (c *Client) classify(ctx context.Context, err error) *Error {
 			return &Error{Kind: KindCanceled, Message: "stopped: the caller's deadline passed", Err: err}
 		}
 		// The cause (say, a lost lock) stays reachable with errors.Is.
-		return &Error{Kind: KindCanceled, Message: "stopped: " + redact(why.Error()), Err: errors.Join(why, err)}
+		return &Error{Kind: KindCanceled, Message: "stopped: " + Redact(why.Error()), Err: errors.Join(why, err)}
 	}
-	return &Error{Kind: KindOther, Message: "the request failed: " + redact(err.Error()), Err: err}
+	return &Error{Kind: KindOther, Message: "the request failed: " + Redact(err.Error()), Err: err}
 }
 
 // graphKind sorts a Graph answer.
@@ -451,10 +451,10 @@ var (
 	formRE   = regexp.MustCompile(`(?i)\b(client_secret|client_assertion|access_token|refresh_token|\$?deltatoken|\$?skiptoken)=[^&\s"']*`)
 )
 
-// redact keeps free text from other libraries safe to show: URLs lose
+// Redact keeps free text from other libraries safe to show: URLs lose
 // their query and fragment (delta and skip tokens), and tokens, secrets
 // and assertions are cut out.
-func redact(s string) string {
+func Redact(s string) string {
 	s = urlRE.ReplaceAllStringFunc(s, func(raw string) string {
 		if i := strings.IndexAny(raw, "?#"); i >= 0 {
 			return raw[:i]

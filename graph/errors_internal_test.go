@@ -92,7 +92,7 @@ func TestRedact(t *testing.T) {
 	in := `Get "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=abc123&x=1": dial tcp; ` +
 		`Authorization: Bearer eyJhbGciOi.eyJhdWQiOi.c2lnbmF0dXJl; client_secret=hunter2&client_assertion=eyJx.eyJy.z; ` +
 		`$skiptoken=zzz https://h.example/p#frag`
-	out := redact(in)
+	out := Redact(in)
 	for _, bad := range []string{"abc123", "x=1", "eyJ", "hunter2", "zzz", "#frag"} {
 		if strings.Contains(out, bad) {
 			t.Errorf("%q survived: %s", bad, out)

@@ -169,7 +169,7 @@ func parseEndpoint(raw string) (*url.URL, error) {
 	case raw == "":
 		return nil, errors.New("it is empty")
 	case err != nil || u.Host == "" || u.Opaque != "":
-		return nil, fmt.Errorf("%q is not an absolute URL such as https://host", redact(raw))
+		return nil, fmt.Errorf("%q is not an absolute URL such as https://host", Redact(raw))
 	case u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(raw, "?") || strings.HasSuffix(raw, "#"):
 		return nil, fmt.Errorf("the URL for %s carries a user, a query or a fragment: give scheme and host only, such as %s://%s", u.Hostname(), strings.ToLower(u.Scheme), u.Host)
 	}
@@ -177,7 +177,7 @@ func parseEndpoint(raw string) (*url.URL, error) {
 	if u.Scheme == "https" || (u.Scheme == "http" && isLoopback(u.Hostname())) {
 		return u, nil
 	}
-	return nil, fmt.Errorf("%q must use https", redact(raw))
+	return nil, fmt.Errorf("%q must use https", Redact(raw))
 }
 
 func isLoopback(host string) bool {

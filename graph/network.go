@@ -122,7 +122,7 @@ func describeNetwork(host string, err error) string {
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "the connection was closed before an answer came"
 	}
-	return "the request failed (" + redact(err.Error()) + ")"
+	return "the request failed (" + Redact(err.Error()) + ")"
 }
 
 // hostPort is the address a dial failed for, or host.
@@ -157,5 +157,5 @@ func syscallWords(err error) string {
 	case errors.Is(err, syscall.ETIMEDOUT):
 		return "timed out"
 	}
-	return redact(err.Error())
+	return Redact(err.Error())
 }

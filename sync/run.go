@@ -10,7 +10,6 @@ import (
 	"iter"
 	"log/slog"
 	"math"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -1007,16 +1006,8 @@ func runError(ctx context.Context, err error) string {
 	if errors.Is(context.Cause(ctx), errLockLost) {
 		return errLockLost.Error()
 	}
-	return redactSecrets(err.Error())
+	return graph.Redact(err.Error())
 }
-
-// secretInText finds what must not leave a run in an error text: the
-// state tokens of delta and skip links (they grant a directory's changes
-// to whoever holds them and the access token), bearer tokens and OAuth
-// form fields.
-var secretInText = regexp.MustCompile(`(?i)((?:\$|%24)(?:delta|skip)token=|access_token=|client_secret=|client_assertion=|bearer\s+)[^\s&"',;)]+`)
-
-func redactSecrets(s string) string { return secretInText.ReplaceAllString(s, "${1}[redacted]") }
 
 func (r *runner) saveLinks(ctx context.Context) error {
 	manifest, _ := json.Marshal(r.chunks)
