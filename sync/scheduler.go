@@ -58,9 +58,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)
 	}
+	s.mu.Lock() // what reload and the runs share is published under the lock
 	s.sem = make(chan struct{}, s.Workers)
 	s.entries, s.refused = map[string]entry{}, map[string]bool{}
 	s.cron = cron.New(cron.WithParser(parser), cron.WithLocation(time.UTC))
+	s.mu.Unlock()
 	s.cron.Start()
 	defer func() {
 		<-s.cron.Stop().Done()
