@@ -55,7 +55,7 @@ func TestPropertyDeltaAndFullAgree(t *testing.T) {
 					t.Fatalf("round %d: a %s run", round, run.Mode)
 				}
 				b.sync(store.RunSucceeded, Options{Trigger: "test", Full: gen.r.Intn(2) == 0})
-				compareStores(t, a, b, true)
+				compareStores(t, a, b, true, gen.purged)
 			}
 			before := a.snapshot()
 			run, c := a.sync(store.RunSucceeded, Options{Trigger: "test", Full: true})
@@ -68,7 +68,7 @@ func TestPropertyDeltaAndFullAgree(t *testing.T) {
 			fresh := newHarnessOn(t, a.fake)
 			fresh.assign(gen.assigned, unguarded)
 			fresh.sync(store.RunSucceeded)
-			compareStores(t, a, fresh, false)
+			compareStores(t, a, fresh, false, gen.purged)
 		})
 	}
 }
@@ -84,13 +84,14 @@ type dirChanges struct {
 	assigned []string
 	softU    []string // soft-deleted users
 	softG    []string
-	freeUPNs []string // of permanently deleted users
-	nested   bool     // groups join groups too; the pull expands them
+	freeUPNs []string        // of permanently deleted users
+	purged   map[string]bool // permanently deleted users
+	nested   bool            // groups join groups too; the pull expands them
 	n        int
 }
 
 func newDirChanges(h *harness, seed int64) *dirChanges {
-	g := &dirChanges{h: h, r: rand.New(rand.NewSource(seed))}
+	g := &dirChanges{h: h, r: rand.New(rand.NewSource(seed)), purged: map[string]bool{}}
 	for i := range 5 {
 		g.groups = append(g.groups, h.dir.AddGroup(graphtest.Group{ID: g.guid(), DisplayName: fmt.Sprintf("Group %d", i)}))
 	}
@@ -200,6 +201,7 @@ func (g *dirChanges) step() string {
 			g.freeUPNs = append(g.freeUPNs, full.UserPrincipalName)
 		}
 		d.HardDeleteUser(u)
+		g.purged[u] = true
 		return "hard-delete " + u
 	case k < 90:
 		d.RenameGroup(grp, fmt.Sprintf("Group %s renamed %d", grp[:4], g.r.Intn(100)))
@@ -247,28 +249,38 @@ func (g *dirChanges) nest(grp string) string {
 // it knows only who is in scope now, so a holds every user of b as b has
 // them, and every group of b with the same members among the people Entra
 // still has; a's other users are inactive and its other groups empty.
-func compareStores(t *testing.T, a, b *harness, all bool) {
+// Nobody purged (permanently deleted in Entra) may be in either.
+func compareStores(t *testing.T, a, b *harness, all bool, purged map[string]bool) {
 	t.Helper()
 	au, ag := storeView(t, a, all)
 	bu, bg := storeView(t, b, all)
+	// One store may hold a person the other does not, inactive, who is not
+	// permanently deleted: without all (b is a first full run) whoever
+	// left scope or is soft-deleted; with nested groups, someone who joined
+	// a group that left the tree in the same cycle, whom a delta run
+	// provisions and deprovisions while a full run never meets them.
+	// Whoever is on one side only is in no group there, as the group
+	// comparison shows.
+	extra := func(id, doc string) bool { return !purged[id] && !strings.Contains(doc, `"active":true`) }
 	for id, bv := range bu {
 		av, ok := au[id]
 		switch {
 		case ok && av != bv:
 			t.Errorf("user %s:\n   %s\nvs %s", id, av, bv)
-		case !ok && (!all || strings.Contains(bv, `"active":true`)):
+		case !ok && (!all || !extra(id, bv)):
 			t.Errorf("user %s is only in the second store: %s", id, bv)
 		}
 	}
-	// a may hold more people, inactive: those who left scope (without all,
-	// where b is a first full run), and, with nested groups, someone who
-	// joined a group that left the tree in the same cycle, whom a delta
-	// run provisions and deprovisions while a full run never meets them.
-	// Whoever is on one side only is in no group there, as the group
-	// comparison shows.
 	for id, av := range au {
-		if _, ok := bu[id]; !ok && strings.Contains(av, `"active":true`) {
+		if _, ok := bu[id]; !ok && !extra(id, av) {
 			t.Errorf("user %s is only in the first store: %s", id, av)
+		}
+	}
+	for _, users := range []map[string]string{au, bu} {
+		for id := range users {
+			if purged[id] {
+				t.Errorf("user %s is permanently deleted in Entra, yet here", id)
+			}
 		}
 	}
 	for id, bv := range bg {

@@ -52,6 +52,10 @@ type Plan struct {
 	// once (a group removed, a nested group leaving its parent): the run
 	// then checks every user's scope.
 	Rescan bool
+	// Aside is the users this plan renames aside to free a userName for
+	// another Entra user (see claim): Graph has not spoken of them in this
+	// page, so a full pass, which hears of no deletion, looks them up.
+	Aside []string
 }
 
 // Diff turns a page of Graph changes and the current store state into the
@@ -264,6 +268,7 @@ func (d *differ) claim(local, name string) bool {
 		doc := copyDoc(h.Doc)
 		doc["userName"] = freed
 		d.add(Change{Op: Update, Resource: &store.Resource{Kind: store.UserKind, ID: h.ID, EntraID: h.EntraID, Doc: doc}, IfVersion: d.versionOf(h)})
+		d.plan.Aside = append(d.plan.Aside, h.ID)
 		d.version[h.ID] = d.versionOf(h) + 1
 		h.Doc = doc
 		d.holders[h.ID] = h

@@ -198,6 +198,7 @@ type runner struct {
 	rescan bool            // check every user's scope at the end
 
 	returned map[string]bool // a full pass: the groups its walk returned, by Entra id
+	aside    []string        // users renamed aside to free a userName (Plan.Aside), by local id
 
 	mu gosync.Mutex // guards the throttling figures, reported from HTTP goroutines
 }
@@ -609,6 +610,7 @@ func (r *runner) apply(ctx context.Context, p Page, mark int64) error {
 			r.left[id] = true
 		}
 		r.rescan = r.rescan || plan.Rescan
+		r.aside = append(r.aside, plan.Aside...)
 		return nil
 	}
 }
@@ -782,23 +784,49 @@ func (r *runner) sweep(ctx context.Context) error {
 
 // refreshUsers, in a full pass, looks up every user the pull manages that
 // this run has not written yet: attributes may have changed while no delta
-// link was kept, and users Graph no longer returns are gone.
+// link was kept, and users Graph no longer returns are gone. Users this run
+// renamed aside to free a userName were written without word from Graph
+// (their old name went to someone else, which a deletion also allows), so
+// they are looked up too.
 func (r *runner) refreshUsers(ctx context.Context) error {
 	after := ""
 	for {
 		users, err := r.w.DB.PulledUsers(ctx, r.t.ID, after, graph.MaxIDsPerLookup, r.run.StartedAt)
-		if err != nil || len(users) == 0 {
-			return err
-		}
-		after = users[len(users)-1].ID
-		found, err := r.lookup(ctx, users)
 		if err != nil {
 			return err
 		}
-		if err := r.apply(ctx, Page{Users: found}, 0); err != nil {
+		if len(users) == 0 {
+			break
+		}
+		after = users[len(users)-1].ID
+		if err := r.refresh(ctx, users); err != nil {
 			return err
 		}
 	}
+	aside, err := r.w.DB.GetMany(ctx, r.t.ID, store.UserKind, r.aside)
+	if err != nil {
+		return err
+	}
+	users := make([]store.Resource, 0, len(aside))
+	for _, u := range aside {
+		users = append(users, u)
+	}
+	sort.Slice(users, func(i, j int) bool { return users[i].ID < users[j].ID })
+	for _, part := range chunked(users, graph.MaxIDsPerLookup) {
+		if err := r.refresh(ctx, part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refresh looks users up and applies what Graph says of them.
+func (r *runner) refresh(ctx context.Context, users []store.Resource) error {
+	found, err := r.lookup(ctx, users)
+	if err != nil {
+		return err
+	}
+	return r.apply(ctx, Page{Users: found}, 0)
 }
 
 // settle ends a pass: groups no longer in scope lose their members, users
