@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jmoiron/sqlx"
@@ -31,7 +33,7 @@ func TestMigrationFromBeforeKeyChecks(t *testing.T) {
 	}
 	mustExec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`)
 	for v, name := range []string{"0001_init.sql", "0002_pull.sql"} {
-		body, err := migrations.ReadFile("migrations/sqlite/" + name)
+		body, err := migrationFiles.ReadFile("migrations/sqlite/" + name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,5 +90,85 @@ func TestKeyID(t *testing.T) {
 	a, b := []byte("0123456789abcdef0123456789abcdef"), []byte("fedcba9876543210fedcba9876543210")
 	if keyID(a) != keyID(a) || keyID(a) == keyID(b) || len(keyID(a)) != 32 {
 		t.Fatalf("keyID: %s %s", keyID(a), keyID(b))
+	}
+}
+
+// TestOpenTakesNoWriteLock: with the schema current, opening the store only
+// reads, so it succeeds while another process holds the write lock (a
+// server mid-transaction), and a read-only open reads beside it.
+func TestOpenTakesNoWriteLock(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "es.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Write(ctx, func(tx *Tx) error { _, err := tx.CreateTenant("acme"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the write lock, as a long write of another process would.
+	locker, err := sqlx.Open("sqlite", "file:"+filepath.ToSlash(path)+"?_busy_timeout=100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close()
+	conn, err := locker.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(ctx, `ROLLBACK`)
+
+	again, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("open beside a held write lock: %v", err)
+	}
+	again.Close()
+	ro, err := OpenReadOnly(ctx, path)
+	if err != nil {
+		t.Fatalf("read-only open beside a held write lock: %v", err)
+	}
+	defer ro.Close()
+	if list, err := ro.Tenants(ctx); err != nil || len(list) != 1 {
+		t.Fatalf("read-only tenants: %v %v", list, err)
+	}
+	if err := ro.Write(ctx, func(tx *Tx) error { return nil }); ErrorCode(err) != Unavailable {
+		t.Fatalf("write on a read-only store: %v", err)
+	}
+}
+
+// TestOpenReadOnlyCreatesNothing: a read-only open of a missing file says
+// so and leaves no file behind; one of an old schema says to upgrade.
+func TestOpenReadOnlyCreatesNothing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "nope.db")
+	if _, err := OpenReadOnly(ctx, missing); ErrorCode(err) != NotFound {
+		t.Fatalf("missing file: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("a read-only open made files: %v", entries)
+	}
+
+	old := filepath.Join(dir, "old.db")
+	raw, err := sqlx.Open("sqlite", "file:"+filepath.ToSlash(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := migrationFiles.ReadFile("migrations/sqlite/0001_init.sql")
+	for _, q := range []string{`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`, string(body),
+		`INSERT INTO schema_migrations VALUES (1, '2025-01-01T00:00:00.000Z')`} {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+	_, err = OpenReadOnly(ctx, old)
+	if ErrorCode(err) != Unavailable || !strings.Contains(err.Error(), "0002") {
+		t.Fatalf("old schema: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -27,7 +28,7 @@ import (
 )
 
 //go:embed migrations
-var migrations embed.FS
+var migrationFiles embed.FS
 
 // DB is an open store.
 type DB struct {
@@ -44,19 +45,44 @@ type dialect struct {
 // Open opens (creating when needed) the database named by dsn and brings its
 // schema up to date. A dsn is a file path or a "file:" URI for SQLite.
 func Open(ctx context.Context, dsn string) (*DB, error) {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+	if isPostgres(dsn) {
 		return nil, errors.New("store: PostgreSQL is not supported yet; use a SQLite file path")
 	}
-	return openSQLite(ctx, dsn)
+	return openSQLite(ctx, dsn, false)
 }
 
-func openSQLite(ctx context.Context, path string) (*DB, error) {
-	path = strings.TrimPrefix(path, "file:")
+// OpenReadOnly opens an existing database for reading only: it creates no
+// file, applies no migration and takes no lock, so it works beside a busy
+// server. A missing file, or a schema older than this binary, fails with
+// NotFound or Unavailable in words an operator can act on. DB.Write fails.
+func OpenReadOnly(ctx context.Context, dsn string) (*DB, error) {
+	if isPostgres(dsn) {
+		return nil, errors.New("store: PostgreSQL is not supported yet; use a SQLite file path")
+	}
+	return openSQLite(ctx, dsn, true)
+}
+
+func isPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+func sqlitePath(dsn string) string {
+	path := strings.TrimPrefix(dsn, "file:")
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
+	return path
+}
+
+func openSQLite(ctx context.Context, dsn string, readOnly bool) (*DB, error) {
+	path := sqlitePath(dsn)
 	if path == "" {
 		return nil, errors.New("store: empty SQLite path")
+	}
+	if readOnly {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, Errorf(NotFound, "no database at %s: check the db setting (--db), or start the server once to create it", path)
+		}
 	}
 	// WAL lets readers run beside the writer; FULL sync makes a commit survive
 	// power loss, not just a crash; IMMEDIATE takes the write lock at BEGIN so two
@@ -68,21 +94,35 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	q.Set("_synchronous", "FULL")
 	q.Set("_txlock", "immediate")
 	base := "file:" + filepath.ToSlash(path)
-	write, err := sqlx.Open("sqlite", base+"?"+q.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	db := &DB{dialect: dialect{name: "sqlite"}, now: time.Now}
+	if !readOnly {
+		write, err := sqlx.Open("sqlite", base+"?"+q.Encode())
+		if err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", path, err)
+		}
+		write.SetMaxOpenConns(1)
+		write.SetConnMaxIdleTime(0)
+		db.write = write
 	}
-	write.SetMaxOpenConns(1)
-	write.SetConnMaxIdleTime(0)
 	q.Set("_query_only", "1")
+	if readOnly {
+		// mode=ro: never create the file, nor write to it.
+		q.Del("_journal_mode")
+		q.Set("mode", "ro")
+	}
 	read, err := sqlx.Open("sqlite", base+"?"+q.Encode())
 	if err != nil {
-		write.Close()
+		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	read.SetMaxOpenConns(8)
-	db := &DB{write: write, read: read, dialect: dialect{name: "sqlite"}, now: time.Now}
-	if err := db.migrate(ctx); err != nil {
+	db.read = read
+	if readOnly {
+		err = db.checkSchema(ctx)
+	} else {
+		err = db.migrate(ctx)
+	}
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -91,50 +131,123 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 
 // Close closes the database.
 func (db *DB) Close() error {
-	return errors.Join(db.read.Close(), db.write.Close())
+	var errs []error
+	for _, pool := range []*sqlx.DB{db.read, db.write} {
+		if pool != nil {
+			errs = append(errs, pool.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // SetClock replaces the clock used for created/lastModified stamps (tests).
 func (db *DB) SetClock(now func() time.Time) { db.now = now }
 
+// migration is one embedded schema change.
+type migration struct {
+	version int
+	name    string
+	body    string
+}
+
+// migrations lists the embedded migrations of the dialect, oldest first.
+func (db *DB) migrations() ([]migration, error) {
+	dir := "migrations/" + db.dialect.name
+	entries, err := fs.ReadDir(migrationFiles, dir)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	out := make([]migration, 0, len(entries))
+	for _, e := range entries {
+		version, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: name must start with a number", e.Name())
+		}
+		body, err := migrationFiles.ReadFile(dir + "/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{version: version, name: e.Name(), body: string(body)})
+	}
+	return out, nil
+}
+
+// pending lists the migrations the database has not applied, read without
+// any lock. A database without the migrations table has applied none.
+func (db *DB) pending(ctx context.Context) ([]migration, error) {
+	all, err := db.migrations()
+	if err != nil {
+		return nil, err
+	}
+	var exists int
+	if err := db.read.GetContext(ctx, &exists, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`); err != nil {
+		return nil, err
+	}
+	applied := map[int]bool{}
+	if exists > 0 {
+		var versions []int
+		if err := db.read.SelectContext(ctx, &versions, `SELECT version FROM schema_migrations`); err != nil {
+			return nil, err
+		}
+		for _, v := range versions {
+			applied[v] = true
+		}
+	}
+	var out []migration
+	for _, m := range all {
+		if !applied[m.version] {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// checkSchema fails unless every migration this binary knows is applied.
+func (db *DB) checkSchema(ctx context.Context) error {
+	todo, err := db.pending(ctx)
+	if err != nil {
+		return fmt.Errorf("store: read schema version: %w", err)
+	}
+	if len(todo) > 0 {
+		return Errorf(Unavailable, "the database schema is older than this entrasync (migration %s is not applied): start the server once to upgrade it", todo[0].name)
+	}
+	return nil
+}
+
 // migrate applies the embedded migrations that the database has not seen,
-// each in its own transaction.
+// each in its own transaction. When none is pending it only reads, so
+// opening a database takes no write lock.
 func (db *DB) migrate(ctx context.Context) error {
+	todo, err := db.pending(ctx)
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	if len(todo) == 0 {
+		return nil
+	}
 	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
-	dir := "migrations/" + db.dialect.name
-	entries, err := fs.ReadDir(migrations, dir)
-	if err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-	for _, e := range entries {
-		version, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("store: migration %s: name must start with a number", e.Name())
-		}
-		body, err := migrations.ReadFile(dir + "/" + e.Name())
-		if err != nil {
-			return err
-		}
-		err = db.Write(ctx, func(tx *Tx) error {
+	for _, m := range todo {
+		err := db.Write(ctx, func(tx *Tx) error {
+			// Another process may have applied it since pending looked.
 			var n int
-			if err := tx.tx.GetContext(ctx, &n, tx.rebind(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), version); err != nil {
+			if err := tx.tx.GetContext(ctx, &n, tx.rebind(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), m.version); err != nil {
 				return err
 			}
 			if n > 0 {
 				return nil
 			}
-			if _, err := tx.tx.ExecContext(ctx, string(body)); err != nil {
+			if _, err := tx.tx.ExecContext(ctx, m.body); err != nil {
 				return fmt.Errorf("apply: %w", err)
 			}
-			_, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), version, formatTime(tx.now))
+			_, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), m.version, formatTime(tx.now))
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("store: migration %s: %w", e.Name(), err)
+			return fmt.Errorf("store: migration %s: %w", m.name, err)
 		}
 	}
 	return nil
@@ -151,6 +264,9 @@ type Tx struct {
 // Write runs fn in one transaction and commits it when fn returns nil; any
 // error rolls everything back, so a failed request leaves no trace.
 func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	if db.write == nil {
+		return Errorf(Unavailable, "the database was opened read-only")
+	}
 	sqlTx, err := db.write.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
