@@ -37,6 +37,9 @@ type Config struct {
 	SyncSchedule string        // sync_schedule: default cron spec of a tenant's pull
 	SyncWorkers  int           // sync_workers: tenants pulled at once
 	SyncJitter   time.Duration // sync_jitter: largest random delay before a scheduled pull
+
+	TLSCert string // tls_cert: PEM certificate chain file; with tls_key, serve HTTPS
+	TLSKey  string // tls_key: PEM private key file of tls_cert
 }
 
 // setting describes one key: its name, help and how to parse it.
@@ -151,6 +154,14 @@ var settings = []setting{
 		c.SyncJitter = d
 		return nil
 	}, func(c *Config) string { return c.SyncJitter.String() }},
+	{"tls_cert", "PEM certificate (chain) file: with tls_key, serve HTTPS; re-read when it changes", func(c *Config, v string) error {
+		c.TLSCert = v
+		return nil
+	}, func(c *Config) string { return c.TLSCert }},
+	{"tls_key", "PEM private key file of tls_cert", func(c *Config, v string) error {
+		c.TLSKey = v
+		return nil
+	}, func(c *Config) string { return c.TLSKey }},
 }
 
 // ParseSecretKey reads a secret key as secret_key holds it: 32 bytes in
@@ -204,7 +215,7 @@ type Flags struct {
 // flag: a key on a command line shows in process listings.
 func Register(fs *flag.FlagSet) *Flags {
 	f := &Flags{fs: fs, values: map[string]*string{}}
-	f.config = fs.String("config", "", "settings file (JSON object of settings); also ENTRASYNC_CONFIG")
+	f.config = fs.String("config", "", "settings file: a JSON object of settings (env ENTRASYNC_CONFIG)")
 	for _, s := range settings {
 		if s.name == "secret_key" {
 			continue
@@ -247,11 +258,15 @@ func (f *Flags) Load(getenv func(string) string) (Config, error) {
 			}
 		}
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return Config{}, fmt.Errorf("config: tls_cert and tls_key go together: give both (PEM files) to serve HTTPS, or neither")
+	}
 	return c, nil
 }
 
-// Public is the public URL: public_url when set, else http:// and the
-// address the server listens on (listen, when known, else addr).
+// Public is the public URL: public_url when set, else the scheme served
+// (https with tls_cert) and the address the server listens on (listen,
+// when known, else addr).
 func (c Config) Public(listen string) string {
 	if c.PublicURL != "" {
 		return c.PublicURL
@@ -259,7 +274,11 @@ func (c Config) Public(listen string) string {
 	if listen == "" {
 		listen = c.Addr
 	}
-	return "http://" + publicHost(listen)
+	scheme := "http://"
+	if c.TLSCert != "" {
+		scheme = "https://"
+	}
+	return scheme + publicHost(listen)
 }
 
 func lookupEnv(getenv func(string) string, name string) (string, bool) {
@@ -318,7 +337,11 @@ func loadFile(c *Config, path string) error {
 	for _, k := range keys {
 		s := lookup(k)
 		if s == nil {
-			return fmt.Errorf("config: %s: unknown setting %q; known settings: %s", path, k, strings.Join(Names(), ", "))
+			hint := ""
+			if near := Nearest(k, Names()); near != "" {
+				hint = fmt.Sprintf(" (did you mean %q?)", near)
+			}
+			return fmt.Errorf("config: %s: unknown setting %q%s; known settings: %s", path, k, hint, strings.Join(Names(), ", "))
 		}
 		var v any
 		if err := json.Unmarshal(raw[k], &v); err != nil {
@@ -338,6 +361,108 @@ func loadFile(c *Config, path string) error {
 		}
 	}
 	return nil
+}
+
+// Setting is one setting as help shows it.
+type Setting struct {
+	Name    string // as in the settings file: public_url
+	Flag    string // --public-url; empty when it has none (secret_key)
+	Env     string // ENTRASYNC_PUBLIC_URL
+	Usage   string
+	Default string // built-in default, as a flag would take it; empty when none
+}
+
+// Settings describes every setting, in the order help lists them.
+func Settings() []Setting {
+	d := Default()
+	out := make([]Setting, len(settings))
+	for i, s := range settings {
+		out[i] = Setting{Name: s.name, Flag: "--" + flagName(s.name), Env: EnvName(s.name), Usage: s.usage, Default: s.get(&d)}
+		if s.name == "secret_key" {
+			out[i].Flag = ""
+		}
+	}
+	return out
+}
+
+// IsFlag reports whether a flag name (without dashes) is a setting's or
+// --config, rather than a command's own.
+func IsFlag(name string) bool {
+	if name == "config" {
+		return true
+	}
+	for _, s := range settings {
+		if s.name != "secret_key" && flagName(s.name) == name {
+			return true
+		}
+	}
+	return false
+}
+
+// UnknownEnv names the ENTRASYNC_ variables among names (an environment's
+// variable names) that are no setting, each with the setting meant when
+// one is close. The test suites' ENTRASYNC_TEST_* and
+// ENTRASYNC_PROPERTY_SEEDS and ENTRASYNC_CONFIG are known.
+func UnknownEnv(names []string) []string {
+	var out []string
+	known := map[string]bool{"ENTRASYNC_CONFIG": true, "ENTRASYNC_PROPERTY_SEEDS": true}
+	var candidates []string
+	for _, s := range settings {
+		known[EnvName(s.name)] = true
+		candidates = append(candidates, EnvName(s.name))
+	}
+	candidates = append(candidates, "ENTRASYNC_CONFIG")
+	for _, n := range names {
+		if !strings.HasPrefix(n, "ENTRASYNC_") || known[n] || strings.HasPrefix(n, "ENTRASYNC_TEST_") {
+			continue
+		}
+		msg := n + " is not a setting and is ignored"
+		if near := Nearest(n, candidates); near != "" {
+			msg += "; did you mean " + near + "?"
+		}
+		out = append(out, msg)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Nearest is the candidate closest to s in edit distance, when close enough
+// to be a slip (a third of s's length, at most 3 edits); else "".
+func Nearest(s string, candidates []string) string {
+	best, bestD := "", 0
+	limit := min(3, max(1, len(s)/3))
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d <= limit && (best == "" || d < bestD) {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Damerau–Levenshtein distance (with adjacent
+// transpositions) between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
 }
 
 // Names lists every setting's name.

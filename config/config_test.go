@@ -88,3 +88,48 @@ func TestSizes(t *testing.T) {
 		}
 	}
 }
+
+func TestTLSPair(t *testing.T) {
+	if _, err := load(t, "", nil, "--tls-cert", "c.pem"); err == nil || !strings.Contains(err.Error(), "tls_cert and tls_key go together") {
+		t.Fatalf("cert without key: %v", err)
+	}
+	c, err := load(t, "", map[string]string{"ENTRASYNC_TLS_CERT": "c.pem", "ENTRASYNC_TLS_KEY": "k.pem"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Public("") != "https://127.0.0.1:8080" || c.Public("[::]:8443") != "https://localhost:8443" {
+		t.Fatalf("Public with TLS: %s", c.Public(""))
+	}
+}
+
+func TestUnknownEnv(t *testing.T) {
+	got := UnknownEnv([]string{"PATH", "ENTRASYNC_PUBLC_URL", "ENTRASYNC_DB", "ENTRASYNC_CONFIG", "ENTRASYNC_TEST_REDIS_URL",
+		"ENTRASYNC_PROPERTY_SEEDS", "ENTRASYNC_WHATEVER_ELSE"})
+	want := []string{
+		"ENTRASYNC_PUBLC_URL is not a setting and is ignored; did you mean ENTRASYNC_PUBLIC_URL?",
+		"ENTRASYNC_WHATEVER_ELSE is not a setting and is ignored",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("UnknownEnv:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestSettingsDescribed(t *testing.T) {
+	for _, s := range Settings() {
+		if s.Name == "body_limit" && s.Default != "1048576" || s.Name == "addr" && (s.Default != "127.0.0.1:8080" || s.Flag != "--addr") {
+			t.Errorf("%+v", s)
+		}
+		if s.Name == "secret_key" && (s.Flag != "" || IsFlag("secret-key")) {
+			t.Errorf("secret_key has a flag: %+v", s)
+		}
+		if s.Flag != "" && !IsFlag(s.Flag[2:]) {
+			t.Errorf("IsFlag(%s) is false", s.Flag)
+		}
+	}
+	if IsFlag("json") || !IsFlag("config") {
+		t.Error("IsFlag")
+	}
+	if Nearest("sevre", []string{"serve", "demo"}) != "serve" || Nearest("frobnicate", []string{"serve", "tenant"}) != "" {
+		t.Error("Nearest")
+	}
+}

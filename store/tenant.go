@@ -107,6 +107,13 @@ func (db *DB) Tenants(ctx context.Context) ([]TenantSummary, error) {
 	return out, nil
 }
 
+// HasTenants reports whether any tenant exists.
+func (tx *Tx) HasTenants() (bool, error) {
+	var n int
+	err := tx.get(&n, `SELECT COUNT(*) FROM (SELECT 1 FROM tenants LIMIT 1) AS t`)
+	return n > 0, err
+}
+
 // DeleteTenant deletes a tenant and everything it holds.
 func (tx *Tx) DeleteTenant(name string) error {
 	res, err := tx.exec(`DELETE FROM tenants WHERE name = ?`, name)

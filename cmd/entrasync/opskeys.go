@@ -11,11 +11,11 @@ import (
 
 var opskeyCreateCmd = &command{name: "opskey create", args: "NAME [--role read|sync|admin] [--tenant T]...", nargs: 1,
 	summary: "issue a key for the ops HTTP API (shown once); read-only for every tenant unless --role and --tenant say otherwise",
-	flags:   opsKeyFlags, run: opsKeyCreate}
+	flags:   opsKeyFlags, run: opsKeyCreate, json: true}
 
-var opskeyListCmd = &command{name: "opskey list", summary: "list ops keys with their roles and tenants (never the keys)", run: opsKeyList}
+var opskeyListCmd = &command{name: "opskey list", summary: "list ops keys with their roles and tenants (never the keys)", run: opsKeyList, json: true}
 
-var opskeyRevokeCmd = &command{name: "opskey revoke", args: "NAME", nargs: 1, summary: "revoke an ops key", run: opsKeyRevoke}
+var opskeyRevokeCmd = &command{name: "opskey revoke", args: "NAME", nargs: 1, summary: "revoke an ops key", run: opsKeyRevoke, json: true}
 
 type opsKeyOpts struct {
 	role    string
@@ -84,7 +84,7 @@ func scopeText(k store.OpsKey) string {
 }
 
 func opsKeyList(e *env, inv *invocation) error {
-	db, err := openStore(e, inv.cfg)
+	db, err := openReadOnly(e, inv.cfg)
 	if err != nil {
 		return err
 	}

@@ -21,12 +21,12 @@ import (
 )
 
 var tenantGraphCmd = &command{name: "tenant graph", args: "NAME --tenant-id ID --client-id ID (--client-secret-env VAR | --client-secret-file F | --certificate F) --groups ID,ID [flags] | NAME --remove",
-	nargs: 1, summary: "connect a tenant to Microsoft Graph for pulling, change its connection, or remove it", flags: graphFlags, run: tenantGraph}
+	nargs: 1, summary: "connect a tenant to Microsoft Graph for pulling, change its connection, or remove it", flags: graphFlags, run: tenantGraph, json: true}
 
-var tenantShowCmd = &command{name: "tenant show", args: "NAME", nargs: 1, summary: "show a tenant: tokens, Graph connection, recent runs", run: tenantShow}
+var tenantShowCmd = &command{name: "tenant show", args: "NAME", nargs: 1, summary: "show a tenant: tokens, Graph connection, recent runs", run: tenantShow, json: true}
 
 var syncCmd = &command{name: "sync", args: "TENANT [--full] [--confirm-deletions]", nargs: 1,
-	summary: "pull a tenant from Microsoft Graph now and print what it did", flags: syncFlags, run: syncNow}
+	summary: "pull a tenant from Microsoft Graph now and print what it did", flags: syncFlags, run: syncNow, json: true}
 
 type graphOpts struct {
 	tenantID, clientID, secretEnv, secretFile, certFile, groups, schedule, deprovision, threshold string
@@ -123,6 +123,9 @@ func tenantGraph(e *env, inv *invocation) error {
 		}
 		return removeGraph(e, inv)
 	}
+	if len(o.given()) == 0 {
+		return showGraph(e, inv)
+	}
 	db, err := openStore(e, inv.cfg)
 	if err != nil {
 		return err
@@ -178,10 +181,46 @@ func tenantGraph(e *env, inv *invocation) error {
 		return err
 	}
 	if inv.json {
-		return printJSON(e.stdout, connectionJSON(c))
+		// As stored: the store stamps createdAt and updatedAt.
+		saved, err := db.GraphConnection(e.ctx, name)
+		if err != nil {
+			return err
+		}
+		return printJSON(e.stdout, connectionJSON(saved))
 	}
 	fmt.Fprintf(e.stdout, "Tenant %q pulls from Microsoft Graph: %d assigned group(s), schedule %q. Run `entrasync sync %s` to pull now.\n",
 		name, len(c.Groups), c.Schedule, name)
+	return nil
+}
+
+// showGraph shows a tenant's Graph connection; given no connection flags,
+// tenant graph only reads.
+func showGraph(e *env, inv *invocation) error {
+	db, err := openReadOnly(e, inv.cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	name := inv.args[0]
+	if _, err := db.Tenant(e.ctx, name); err != nil {
+		return err
+	}
+	c, err := db.GraphConnection(e.ctx, name)
+	if store.ErrorCode(err) == store.NotFound {
+		return fmt.Errorf("tenant %q has no Graph connection; connect it with "+
+			"`entrasync tenant graph %s --tenant-id ID --client-id ID --client-secret-env VAR --groups ID,...`", name, name)
+	}
+	if err != nil {
+		return err
+	}
+	if inv.json {
+		return printJSON(e.stdout, connectionJSON(c))
+	}
+	threshold := connectionJSON(c)["threshold"]
+	fmt.Fprintf(e.stdout, "Tenant %q pulls from Microsoft Graph: directory %s, app %s, credential %s (encrypted)\n"+
+		"  groups %s\n  schedule %s, nested %v, deprovision %s, threshold %s\n  authority %s, Graph %s\n  updated %s\n",
+		name, c.AzureTenantID, c.ClientID, c.Credential, strings.Join(c.Groups, ","), c.Schedule, c.Nested, c.Deprovision,
+		threshold, c.AuthorityHost, c.GraphURL, c.UpdatedAt.Format(time.RFC3339))
 	return nil
 }
 
@@ -318,7 +357,7 @@ func connectionJSON(c store.GraphConnection) map[string]any {
 }
 
 func tenantShow(e *env, inv *invocation) error {
-	db, err := openStore(e, inv.cfg)
+	db, err := openReadOnly(e, inv.cfg)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/entrasync/entrasync/store"
 )
 
-var rekeyCmd = &command{name: "rekey", args: "--old-key-env VAR | --old-key-file F", flags: rekeyFlags, run: rekey,
+var rekeyCmd = &command{name: "rekey", args: "--old-key-env VAR | --old-key-file F", flags: rekeyFlags, run: rekey, json: true,
 	summary: "re-seal every stored Graph credential from an old secret key to the configured ENTRASYNC_SECRET_KEY"}
 
 type rekeyOpts struct{ oldEnv, oldFile string }

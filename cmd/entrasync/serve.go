@@ -24,7 +24,7 @@ func serve(e *env, inv *invocation) error {
 		return err
 	}
 	defer svc.close()
-	if err := bootstrap(e, svc.db, svc.public); err != nil {
+	if err := bootstrap(e, svc); err != nil {
 		return err
 	}
 	cfg := inv.cfg
@@ -54,7 +54,19 @@ func openService(e *env, cfg config.Config) (*service, error) {
 		svc.db.Close()
 		return nil, err
 	}
+	if cfg.TLSCert != "" {
+		tln, err := listenTLS(svc.ln, cfg.TLSCert, cfg.TLSKey, svc.log)
+		if err != nil {
+			svc.ln.Close()
+			svc.db.Close()
+			return nil, err
+		}
+		svc.ln = tln
+	}
 	svc.public = cfg.Public(svc.ln.Addr().String())
+	if why := insecureTenantURL(tenantURL(svc.public)); why != "" {
+		svc.log.Warn(why)
+	}
 	w, closeWorker, err := newWorker(e.ctx, cfg, svc.db, svc.log)
 	if err != nil {
 		svc.ln.Close()
@@ -138,28 +150,37 @@ func (svc *service) run(e *env, sched *sync.Scheduler) error {
 	return nil
 }
 
-// bootstrap makes the tenant "default" on a database's first start and
-// prints its credentials, the only time they are shown.
-func bootstrap(e *env, db *store.DB, public string) error {
+// bootstrap makes the tenant "default" on a database's first start when
+// no tenant exists yet (one made by hand before the first serve is the
+// one meant), and shows its credentials, the only time they are shown: on
+// stdout for a person, or as one log record under log_format=json, so a
+// log pipeline reads every line. It is the one log record with a secret.
+func bootstrap(e *env, svc *service) error {
 	var cred *credentials
-	err := db.Write(e.ctx, func(tx *store.Tx) error {
+	err := svc.db.Write(e.ctx, func(tx *store.Tx) error {
 		first, err := tx.FirstStart()
 		if err != nil || !first {
 			return err
 		}
-		t, err := tx.CreateTenant("default")
-		if store.ErrorCode(err) == store.Conflict {
-			return nil // created by hand before the first serve
+		if exists, err := tx.HasTenants(); err != nil || exists {
+			return err
 		}
+		t, err := tx.CreateTenant("default")
 		if err != nil {
 			return err
 		}
 		tok, secret, err := tx.CreateToken(t)
-		cred = &credentials{Tenant: t.Name, TenantURL: tenantURL(public), SecretToken: secret, TokenID: tok.ID}
+		cred = &credentials{Tenant: t.Name, TenantURL: tenantURL(svc.public), SecretToken: secret, TokenID: tok.ID}
 		return err
 	})
 	if err != nil || cred == nil {
 		return err
+	}
+	if svc.cfg.LogFormat == "json" {
+		svc.log.Info("first start: made tenant \"default\"; in Microsoft Entra ID, open the Enterprise Application's "+
+			"Provisioning page and enter its Tenant URL and Secret Token; the Secret Token is shown only this once",
+			"tenant", cred.Tenant, "tenantUrl", cred.TenantURL, "secretToken", cred.SecretToken, "tokenId", cred.TokenID)
+		return nil
 	}
 	return printCredentials(e.stdout, *cred, false)
 }

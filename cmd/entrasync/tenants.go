@@ -4,7 +4,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/entrasync/entrasync/scim"
@@ -12,23 +15,23 @@ import (
 )
 
 var tenantCreateCmd = &command{name: "tenant create", args: "NAME", nargs: 1,
-	summary: "create a tenant and print its Tenant URL and Secret Token", run: tenantCreate}
+	summary: "create a tenant and print its Tenant URL and Secret Token", run: tenantCreate, json: true}
 
-var tenantListCmd = &command{name: "tenant list", summary: "list tenants", run: tenantList}
+var tenantListCmd = &command{name: "tenant list", summary: "list tenants", run: tenantList, json: true}
 
 var tenantDeleteCmd = &command{name: "tenant delete", args: "NAME --yes", nargs: 1,
 	summary: "delete a tenant with all its users, groups and tokens",
 	flags:   func(fs *flag.FlagSet) any { return fs.Bool("yes", false, "confirm the deletion") },
-	run:     tenantDelete}
+	run:     tenantDelete, json: true}
 
 var tokenCreateCmd = &command{name: "token create", args: "TENANT", nargs: 1,
-	summary: "issue another Secret Token for a tenant", run: tokenCreate}
+	summary: "issue another Secret Token for a tenant", run: tokenCreate, json: true}
 
 var tokenListCmd = &command{name: "token list", args: "TENANT", nargs: 1,
-	summary: "list a tenant's tokens (never their secrets)", run: tokenList}
+	summary: "list a tenant's tokens (never their secrets)", run: tokenList, json: true}
 
 var tokenRevokeCmd = &command{name: "token revoke", args: "TOKEN-ID", nargs: 1,
-	summary: "revoke a token at once, also for running servers", run: tokenRevoke}
+	summary: "revoke a token at once, also for running servers", run: tokenRevoke, json: true}
 
 // credentials is what an admin pastes into Entra's provisioning page.
 type credentials struct {
@@ -39,6 +42,35 @@ type credentials struct {
 }
 
 func tenantURL(publicURL string) string { return publicURL + scim.BasePath }
+
+// insecureTenantURL says why Entra will refuse a Tenant URL: it is not
+// https, and not on this machine (where plain http is only for tests); ""
+// when it is fine.
+func insecureTenantURL(tenantURL string) string {
+	u, err := url.Parse(tenantURL)
+	if err != nil || u.Scheme == "https" || isLoopback(u.Hostname()) {
+		return ""
+	}
+	return "the Tenant URL " + tenantURL + " is not https, and Microsoft Entra ID accepts only https Tenant URLs: " +
+		"serve HTTPS (settings tls_cert and tls_key) or put an HTTPS reverse proxy in front, and set public_url " +
+		"to the https URL clients reach (see README, \"HTTPS\")"
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// warnTenantURL warns on stderr, beside the credentials, when Entra will
+// refuse the Tenant URL.
+func warnTenantURL(w io.Writer, tenantURL string) {
+	if why := insecureTenantURL(tenantURL); why != "" {
+		fmt.Fprintf(w, "entrasync: warning: %s\n", why)
+	}
+}
 
 // printCredentials shows the two values with Entra's own labels.
 func printCredentials(w io.Writer, c credentials, asJSON bool) error {
@@ -71,11 +103,12 @@ func tenantCreate(e *env, inv *invocation) error {
 	if err != nil {
 		return err
 	}
+	warnTenantURL(e.stderr, cred.TenantURL)
 	return printCredentials(e.stdout, cred, inv.json)
 }
 
 func tenantList(e *env, inv *invocation) error {
-	db, err := openStore(e, inv.cfg)
+	db, err := openReadOnly(e, inv.cfg)
 	if err != nil {
 		return err
 	}
@@ -138,11 +171,12 @@ func tokenCreate(e *env, inv *invocation) error {
 	if err != nil {
 		return err
 	}
+	warnTenantURL(e.stderr, cred.TenantURL)
 	return printCredentials(e.stdout, cred, inv.json)
 }
 
 func tokenList(e *env, inv *invocation) error {
-	db, err := openStore(e, inv.cfg)
+	db, err := openReadOnly(e, inv.cfg)
 	if err != nil {
 		return err
 	}

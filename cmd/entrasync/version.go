@@ -6,7 +6,8 @@ import (
 	"runtime/debug"
 )
 
-var versionCmd = &command{name: "version", summary: "print entrasync's version and the commit it was built from", run: printVersion}
+var versionCmd = &command{name: "version", summary: "print entrasync's version and the commit it was built from", run: printVersion,
+	json: true, bare: true}
 
 // version and commit are stamped by builds that carry no VCS information
 // of their own: go build -ldflags "-X main.version=v1.2.0 -X main.commit=$(git rev-parse HEAD)".
