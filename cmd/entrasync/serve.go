@@ -116,6 +116,7 @@ func (svc *service) run(e *env, sched *sync.Scheduler) error {
 		WriteTimeout:      5 * time.Minute, // a large group's members take a while to write out
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn), // TLS handshake failures, in the log's format
 	}
 	warnUnopenable(e.ctx, db, cfg.SecretKey, log)
 	ctx, stop := context.WithCancel(e.ctx)
