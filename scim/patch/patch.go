@@ -676,11 +676,19 @@ func elementValue(el any) (string, bool) {
 	if m == nil || m["value"] == nil {
 		return "", false
 	}
-	return fmt.Sprint(m["value"]), true
+	return text(m["value"]), true
 }
 
 func valueTypeKey(value string, el any) string {
-	return strconv.Itoa(len(value)) + ":" + value + fmt.Sprint(el.(map[string]any)["type"])
+	return strconv.Itoa(len(value)) + ":" + value + text(el.(map[string]any)["type"])
+}
+
+// text is fmt.Sprint(v), without its cost for the usual string.
+func text(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return fmt.Sprint(v)
 }
 
 // canonical encodes v so that two values have one encoding exactly when
