@@ -34,11 +34,12 @@ type Config struct {
 	// RateLimit caps requests per second per tenant (burst: twice that);
 	// 0 means no limit.
 	RateLimit float64
+	Log       *slog.Logger
+
 	// Limits bounds stored documents; a zero field means its default
 	// (schema.DefaultMaxValues...). MaxValueLength is capped at
 	// store.MaxIndexedValue, so that every value stored can be found.
 	Limits schema.Limits
-	Log    *slog.Logger
 }
 
 // Server serves the SCIM API.
