@@ -107,7 +107,7 @@ var settings = []setting{
 		c.RateLimit = f
 		return nil
 	}, func(c *Config) string { return strconv.FormatFloat(c.RateLimit, 'f', -1, 64) }},
-	{"max_values", "most elements of one multi-valued attribute, e.g. emails (group members: no limit)", func(c *Config, v string) error {
+	{"max_values", "most elements of a multi-valued attribute (group members: no limit)", func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 100000 {
 			return fmt.Errorf("want a whole number from 1 to 100000")
@@ -117,7 +117,7 @@ var settings = []setting{
 	}, func(c *Config) string { return strconv.Itoa(c.MaxValues) }},
 	// The ceiling is store.MaxIndexedValue: every value stored must be
 	// findable by a filter.
-	{"max_value_length", "longest string value: bytes, or with KiB (256 to 64KiB)", func(c *Config, v string) error {
+	{"max_value_length", "longest string value: bytes or KiB (256 to 64KiB)", func(c *Config, v string) error {
 		n, err := parseSize(v)
 		if err != nil || n < 256 || n > 64<<10 {
 			return fmt.Errorf("want a size from 256 to 64KiB, such as 4KiB or 4096")
@@ -125,7 +125,7 @@ var settings = []setting{
 		c.MaxValueLength = int(n)
 		return nil
 	}, func(c *Config) string { return strconv.Itoa(c.MaxValueLength) }},
-	{"max_document_size", "largest stored user or group as JSON, members not counted: bytes, or with KiB/MiB (1KiB to 64MiB)", func(c *Config, v string) error {
+	{"max_document_size", "largest stored resource as JSON, members not counted (1KiB to 64MiB)", func(c *Config, v string) error {
 		n, err := parseSize(v)
 		if err != nil || n < 1<<10 || n > 64<<20 {
 			return fmt.Errorf("want a size from 1KiB to 64MiB, such as 64KiB or 65536")
