@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/entrasync/entrasync/scim/schema"
 )
 
 // Config is the service's settings.
@@ -31,6 +33,10 @@ type Config struct {
 	LogLevel  string  // log_level: debug, info, warn or error
 	BodyLimit int64   // body_limit: largest request body in bytes
 	RateLimit float64 // rate_limit: SCIM requests per second per tenant; 0 is unlimited
+
+	MaxValues       int // max_values: elements per multi-valued attribute (group members excepted)
+	MaxValueLength  int // max_value_length: bytes per string value
+	MaxDocumentSize int // max_document_size: bytes of a stored resource as JSON (group members excepted)
 
 	Redis        string        // redis: redis:// URL for delta tokens and run locks; empty keeps both in the store
 	SecretKey    []byte        // secret_key: 32-byte key that encrypts Graph client secrets (base64)
@@ -104,6 +110,32 @@ var settings = []setting{
 		c.RateLimit = f
 		return nil
 	}, func(c *Config) string { return strconv.FormatFloat(c.RateLimit, 'f', -1, 64) }},
+	{"max_values", "most elements of a multi-valued attribute (group members: no limit)", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100000 {
+			return fmt.Errorf("want a whole number from 1 to 100000")
+		}
+		c.MaxValues = n
+		return nil
+	}, func(c *Config) string { return strconv.Itoa(c.MaxValues) }},
+	// The ceiling is store.MaxIndexedValue: every value stored must be
+	// findable by a filter.
+	{"max_value_length", "longest string value: bytes or KiB (256 to 64KiB)", func(c *Config, v string) error {
+		n, err := parseSize(v)
+		if err != nil || n < 256 || n > 64<<10 {
+			return fmt.Errorf("want a size from 256 to 64KiB, such as 4KiB or 4096")
+		}
+		c.MaxValueLength = int(n)
+		return nil
+	}, func(c *Config) string { return strconv.Itoa(c.MaxValueLength) }},
+	{"max_document_size", "largest stored resource as JSON, members not counted (1KiB to 64MiB)", func(c *Config, v string) error {
+		n, err := parseSize(v)
+		if err != nil || n < 1<<10 || n > 64<<20 {
+			return fmt.Errorf("want a size from 1KiB to 64MiB, such as 64KiB or 65536")
+		}
+		c.MaxDocumentSize = int(n)
+		return nil
+	}, func(c *Config) string { return strconv.Itoa(c.MaxDocumentSize) }},
 	{"redis", "Redis URL for delta tokens and run locks, e.g. redis://127.0.0.1:6379/0 (empty: keep them in the database)", func(c *Config, v string) error {
 		if v != "" {
 			u, err := url.Parse(v)
@@ -186,6 +218,10 @@ func Default() Config {
 		SyncSchedule: "@every 40m",
 		SyncWorkers:  4,
 		SyncJitter:   2 * time.Minute,
+
+		MaxValues:       schema.DefaultMaxValues,
+		MaxValueLength:  schema.DefaultMaxValueLength,
+		MaxDocumentSize: schema.DefaultMaxDocumentSize,
 	}
 }
 
@@ -279,6 +315,11 @@ func (c Config) Public(listen string) string {
 		scheme = "https://"
 	}
 	return scheme + publicHost(listen)
+}
+
+// ScimLimits are the document limits the SCIM endpoint enforces.
+func (c Config) ScimLimits() schema.Limits {
+	return schema.Limits{MaxValues: c.MaxValues, MaxValueLength: c.MaxValueLength, MaxDocumentSize: c.MaxDocumentSize}
 }
 
 func lookupEnv(getenv func(string) string, name string) (string, bool) {

@@ -5,17 +5,22 @@ import (
 	"strings"
 
 	"github.com/entrasync/entrasync/scim/schema"
+	"github.com/entrasync/entrasync/store"
 )
 
 // serviceProviderConfig tells clients what this server supports (RFC 7643 §5),
 // truthfully: PATCH, filters and ETags yes; bulk, sorting and password
-// changes no.
+// changes no. The limits go where §5 has a place for them, bulk or not:
+// bulk.maxPayloadSize is the body limit of every request, filter.maxResults
+// the most resources one list answer holds. §5 and §7 have no place for
+// the per-document limits (max_values...): the README documents them, and
+// each refusal names the limit.
 func (s *Server) serviceProviderConfig(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"schemas":          []string{schema.SPConfigURN},
 		"documentationUri": "https://www.rfc-editor.org/rfc/rfc7644",
 		"patch":            map[string]any{"supported": true},
-		"bulk":             map[string]any{"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+		"bulk":             map[string]any{"supported": false, "maxOperations": 0, "maxPayloadSize": s.bodyLimit},
 		"filter":           map[string]any{"supported": true, "maxResults": maxCount},
 		"changePassword":   map[string]any{"supported": false},
 		"sort":             map[string]any{"supported": false},
@@ -104,4 +109,20 @@ func writeList(w http.ResponseWriter, resources []any) {
 		"itemsPerPage": len(resources),
 		"Resources":    resources,
 	})
+}
+
+// withDefaultLimits fills the limits not configured with their defaults
+// and keeps the value length within what the attribute index holds.
+func withDefaultLimits(l schema.Limits) schema.Limits {
+	if l.MaxValues <= 0 {
+		l.MaxValues = schema.DefaultMaxValues
+	}
+	if l.MaxValueLength <= 0 {
+		l.MaxValueLength = schema.DefaultMaxValueLength
+	}
+	l.MaxValueLength = min(l.MaxValueLength, store.MaxIndexedValue)
+	if l.MaxDocumentSize <= 0 {
+		l.MaxDocumentSize = schema.DefaultMaxDocumentSize
+	}
+	return l
 }

@@ -64,6 +64,17 @@ func asAPIError(err error) (e *apiError, internal bool) {
 	return errorf(http.StatusInternalServerError, "", "Internal error"), true
 }
 
+// filterError is the answer to a list the store refused to run. The filter
+// is the only part of a query a client writes, so a query the store calls
+// invalid is invalidFilter (RFC 7644 §3.4.2.2), not invalidValue.
+func filterError(err error) error {
+	var de *store.Error
+	if errors.As(err, &de) && de.Code == store.Invalid {
+		return errorf(http.StatusBadRequest, "invalidFilter", de.Message)
+	}
+	return err
+}
+
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e, internal := asAPIError(err)
 	if internal {

@@ -47,7 +47,7 @@ func TestBadInput(t *testing.T) {
 		{"bad filter", "GET", "/Users?filter=" + q(`userName eq`), "", 400, "invalidFilter"},
 		{"unquoted filter value", "GET", "/Users?filter=" + q(`userName eq ada`), "", 400, "invalidFilter"},
 		{"filter on unknown attribute", "GET", "/Users?filter=" + q(`shoeSize eq "9"`), "", 400, "invalidFilter"},
-		{"filter type mismatch", "GET", "/Users?filter=" + q(`meta.created gt "yesterday"`), "", 400, "invalidValue"},
+		{"filter type mismatch", "GET", "/Users?filter=" + q(`meta.created gt "yesterday"`), "", 400, "invalidFilter"},
 		{"bad count", "GET", "/Users?count=many", "", 400, "invalidValue"},
 		{"PatchOp without Operations", "PATCH", "/Users/" + uid, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"]}`, 400, "invalidSyntax"},
 		{"unknown op", "PATCH", "/Users/" + uid, `{"Operations":[{"op":"move","path":"title","value":"x"}]}`, 400, "invalidSyntax"},

@@ -68,6 +68,9 @@ func (s *Server) readResource(w http.ResponseWriter, r *http.Request, ep *endpoi
 	if err != nil {
 		return nil, nil, false, err
 	}
+	if err := s.limits.Check(ep.rt, doc); err != nil {
+		return nil, nil, false, err
+	}
 	if ep.kind != store.GroupKind {
 		return doc, nil, false, nil
 	}
@@ -260,7 +263,7 @@ func (s *Server) runList(w http.ResponseWriter, r *http.Request, ep *endpoint, f
 	}
 	page, err := s.db.List(r.Context(), tenantOf(r.Context()).ID, ep.kind, q)
 	if err != nil {
-		return err
+		return filterError(err)
 	}
 	related, err := s.related(r, ep, page.Resources, p)
 	if err != nil {
@@ -410,7 +413,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, ep *endpoint, id 
 			if err := ifMatch(r, cur); err != nil {
 				return err
 			}
-			doc, memberOps, err := patch.Apply(ep.rt, cur.Doc, ops)
+			doc, memberOps, err := patch.ApplyWithin(ep.rt, cur.Doc, ops, s.limits)
 			if err != nil {
 				return err
 			}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/entrasync/entrasync/scim/ratelimit"
+	"github.com/entrasync/entrasync/scim/schema"
 	"github.com/entrasync/entrasync/store"
 )
 
@@ -34,6 +35,11 @@ type Config struct {
 	// 0 means no limit.
 	RateLimit float64
 	Log       *slog.Logger
+
+	// Limits bounds stored documents; a zero field means its default
+	// (schema.DefaultMaxValues...). MaxValueLength is capped at
+	// store.MaxIndexedValue, so that every value stored can be found.
+	Limits schema.Limits
 }
 
 // Server serves the SCIM API.
@@ -41,6 +47,7 @@ type Server struct {
 	db        *store.DB
 	base      string // PublicURL + "/scim/v2"
 	bodyLimit int64
+	limits    schema.Limits
 	log       *slog.Logger
 	tenants   *ratelimit.Limiter[int64]  // per tenant
 	strangers *ratelimit.Limiter[string] // per client address, for failed authentication
@@ -58,6 +65,7 @@ func New(c Config) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.limits = withDefaultLimits(c.Limits)
 	if c.RateLimit > 0 {
 		s.tenants = ratelimit.New[int64](c.RateLimit, 2*c.RateLimit)
 	}

@@ -17,9 +17,18 @@ type attrRow struct {
 // columnAttrs are kept in their own columns, so the index skips them.
 var columnAttrs = map[string]bool{"username": true, "externalid": true, "displayname": true, "active": true}
 
-// maxIndexedValue bounds what one index row holds: longer values are still
-// stored in the document but cannot be filtered on.
-const maxIndexedValue = 1024
+// MaxIndexedValue is the longest string value (bytes) the attribute index
+// holds, and so the highest max_value_length can be set to: the SCIM
+// endpoint refuses longer values on write, so that no value it stored is
+// missed by a filter. SQLite indexes keys of this length without trouble
+// (they spill to overflow pages). PostgreSQL's B-tree refuses entries over
+// about 2.7 KB: the PostgreSQL store will need to index a prefix or a hash
+// of long values and recheck them against the row.
+//
+// Longer values can reach the store only past the SCIM limits (the Graph
+// pull, documents stored before the limits); they are kept in the document
+// but not indexed.
+const MaxIndexedValue = 64 << 10
 
 // indexRows flattens a document into attribute index rows.
 func indexRows(doc map[string]any) []attrRow {
@@ -51,7 +60,7 @@ func flatten(rows []attrRow, path string, idx int, v any) []attrRow {
 	switch v := v.(type) {
 	case nil:
 	case string:
-		if len(v) <= maxIndexedValue {
+		if len(v) <= MaxIndexedValue {
 			rows = append(rows, attrRow{path, idx, v})
 		}
 	case bool:

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"strings"
+	"time"
 
 	"github.com/entrasync/entrasync/scim/filter"
 )
@@ -127,7 +128,11 @@ func (rt *ResourceType) canonical(e filter.Expr, parent *Attribute) (filter.Expr
 		return &filter.Not{X: x}, err
 	case *filter.Compare:
 		p, err := rt.canonicalPath(e.Path, parent, true)
-		return &filter.Compare{Path: p, Op: e.Op, Value: e.Value}, err
+		if err != nil {
+			return nil, err
+		}
+		out := &filter.Compare{Path: p, Op: e.Op, Value: e.Value}
+		return out, rt.checkComparison(out, parent)
 	case *filter.ValuePath:
 		p, err := rt.canonicalPath(e.Path, parent, false)
 		return &filter.ValuePath{Path: p}, err
@@ -180,4 +185,60 @@ func (rt *ResourceType) caseExact(p filter.Path) bool {
 		return false
 	}
 	return r.Target().CaseExact
+}
+
+// checkComparison refuses a comparison that parses but cannot mean
+// anything for the attribute's type: a value of another type, or an
+// operator the type has not (RFC 7644 §3.4.2.2: "invalidFilter" for "the
+// specified attribute and filter comparison combination is not
+// supported"). Booleans may be quoted, as Entra writes them.
+func (rt *ResourceType) checkComparison(e *filter.Compare, parent *Attribute) error {
+	var a *Attribute
+	if parent != nil {
+		a = parent.Sub(e.Path.Attr)
+	} else if r, err := rt.Resolve(filter.Path{URN: e.Path.URN, Attr: e.Path.Attr, Sub: e.Path.Sub}); err == nil {
+		a = r.Target()
+	}
+	if a == nil || e.Op == filter.Pr {
+		return nil
+	}
+	name := e.Path.String()
+	v := e.Value
+	if v.Kind == filter.Null {
+		if e.Op != filter.Eq && e.Op != filter.Ne {
+			return Errorf("invalidFilter", "%s cannot be compared with null using %s; use eq null, ne null or pr", name, e.Op)
+		}
+		return nil
+	}
+	ordering := e.Op == filter.Gt || e.Op == filter.Ge || e.Op == filter.Lt || e.Op == filter.Le
+	substring := e.Op == filter.Co || e.Op == filter.Sw || e.Op == filter.Ew
+	switch a.Type {
+	case Boolean:
+		quoted := v.Kind == filter.String && (strings.EqualFold(v.Str, "true") || strings.EqualFold(v.Str, "false"))
+		if v.Kind != filter.Bool && !quoted {
+			return Errorf("invalidFilter", "%s is a boolean: compare it with true or false, not %s", name, v)
+		}
+		if ordering || substring {
+			return Errorf("invalidFilter", "operator %s does not apply to the boolean %s: use eq or ne", e.Op, name)
+		}
+	case DateTime:
+		if v.Kind != filter.String {
+			return Errorf("invalidFilter", "%s is a dateTime: compare it with a quoted xsd:dateTime such as \"2011-05-13T04:42:34Z\", not %s", name, v)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, v.Str); err != nil {
+			return Errorf("invalidFilter", "%s is a dateTime: %s is not an xsd:dateTime such as \"2011-05-13T04:42:34Z\"", name, v)
+		}
+		if substring {
+			return Errorf("invalidFilter", "operator %s does not apply to the dateTime %s: use eq, ne, gt, ge, lt or le", e.Op, name)
+		}
+	case Integer, Decimal:
+		if v.Kind != filter.Number {
+			return Errorf("invalidFilter", "%s is a number: compare it with an unquoted number, not %s", name, v)
+		}
+	default: // string, reference, binary
+		if v.Kind != filter.String {
+			return Errorf("invalidFilter", "%s is a string: compare it with a quoted string, not %s", name, v)
+		}
+	}
+	return nil
 }
