@@ -69,7 +69,9 @@ func (b *logBuffer) requests(t *testing.T) []map[string]any {
 }
 
 func withLog(logs *logBuffer) func(*scim.Config) {
-	return func(c *scim.Config) { c.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})) }
+	return func(c *scim.Config) {
+		c.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 }
 
 // serve sends a request straight to the handler, from peer (host:port), and
