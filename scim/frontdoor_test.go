@@ -164,7 +164,8 @@ func TestBadTokensDoNotLockOut(t *testing.T) {
 // TestTenantLimitStillApplies: a valid token is spared the failure limit,
 // not the tenant's rate limit.
 func TestTenantLimitStillApplies(t *testing.T) {
-	e := newEnv(t, func(c *scim.Config) { c.RateLimit = 1 })
+	logs := &logBuffer{}
+	e := newEnv(t, withLog(logs), func(c *scim.Config) { c.RateLimit = 1 })
 	c := e.tenant("contoso")
 	var limited bool
 	for range 5 {
@@ -175,6 +176,11 @@ func TestTenantLimitStillApplies(t *testing.T) {
 	}
 	if !limited {
 		t.Fatal("five requests at 1/s (burst 2) were all served, or 429 came without Retry-After")
+	}
+	l := logs.requests(t)
+	last := l[len(l)-1]
+	if last["status"] != float64(429) || last["tenant"] != "contoso" || last["token_id"] != c.tokenID() || last["client"] != "192.0.2.1" {
+		t.Fatalf("tenant-limited request logged as %v", last)
 	}
 }
 

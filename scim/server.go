@@ -241,10 +241,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client str
 	if err != nil {
 		return r, unknownToken, err
 	}
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, t)) // the log names the tenant, limited or not
 	if s.tenants != nil && !s.tenants.Allow(t.ID) {
 		return r, tokenID, s.tooMany(w, "rate limit exceeded for this tenant", s.tenants.RetryAfter(t.ID))
 	}
-	return r.WithContext(context.WithValue(r.Context(), ctxKey{}, t)), tokenID, nil
+	return r, tokenID, nil
 }
 
 func (s *Server) tooMany(w http.ResponseWriter, detail, retryAfter string) error {
