@@ -74,9 +74,21 @@ func withLog(logs *logBuffer) func(*scim.Config) {
 	}
 }
 
-// serve sends a request straight to the handler, from peer (host:port), and
-// returns once the handler (and so its log line) is done.
-func (e *env) serve(method, path, token, peer string, hdr ...string) *httptest.ResponseRecorder {
+// frozen is a SCIM handler on e's store whose rate limits' clock stands
+// still: no token comes back mid-test, however slowly it runs.
+func frozen(e *env, opts ...func(*scim.Config)) http.Handler {
+	cfg := scim.Config{DB: e.db, PublicURL: e.srv.URL}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s := scim.New(cfg)
+	s.FreezeLimits(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	return s.Handler()
+}
+
+// serve sends a request straight to h, from peer (host:port), and returns
+// once the handler (and so its log line) is done.
+func serve(h http.Handler, method, path, token, peer string, hdr ...string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, nil)
 	req.RemoteAddr = peer
 	if token != "" {
@@ -86,7 +98,7 @@ func (e *env) serve(method, path, token, peer string, hdr ...string) *httptest.R
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	rec := httptest.NewRecorder()
-	e.srv.Config.Handler.ServeHTTP(rec, req)
+	h.ServeHTTP(rec, req)
 	return rec
 }
 
@@ -105,12 +117,13 @@ func (c *client) tokenID() string {
 // the client address and no token.
 func TestBadTokensDoNotLockOut(t *testing.T) {
 	logs := &logBuffer{}
-	e := newEnv(t, withLog(logs))
+	e := newEnv(t)
+	h := frozen(e, withLog(logs))
 	c := e.tenant("contoso")
 	const shared = "203.0.113.9" // a reverse proxy, or Entra's egress
 	var refused int
 	for i := range 30 {
-		rec := e.serve("GET", "/scim/v2/Users", fmt.Sprintf("es_wrong%02d", i), shared+":5000")
+		rec := serve(h, "GET", "/scim/v2/Users", fmt.Sprintf("es_wrong%02d", i), shared+":5000")
 		switch {
 		case i < 20 && rec.Code != http.StatusUnauthorized:
 			t.Fatalf("bad token %d of the burst: %d %s", i+1, rec.Code, rec.Body)
@@ -123,7 +136,7 @@ func TestBadTokensDoNotLockOut(t *testing.T) {
 			}
 		}
 		// The valid token from the same address, another port: never refused.
-		if rec := e.serve("GET", "/scim/v2/Users", c.token, shared+":5001"); rec.Code != http.StatusOK {
+		if rec := serve(h, "GET", "/scim/v2/Users", c.token, shared+":5001"); rec.Code != http.StatusOK {
 			t.Fatalf("valid token after %d bad ones: %d %s", i+1, rec.Code, rec.Body)
 		}
 	}
@@ -131,7 +144,7 @@ func TestBadTokensDoNotLockOut(t *testing.T) {
 		t.Fatalf("%d refused", refused)
 	}
 	// Another address is not limited by the first one's failures.
-	if rec := e.serve("GET", "/scim/v2/Users", "es_typo", "198.51.100.1:1"); rec.Code != http.StatusUnauthorized {
+	if rec := serve(h, "GET", "/scim/v2/Users", "es_typo", "198.51.100.1:1"); rec.Code != http.StatusUnauthorized {
 		t.Fatalf("a first failure elsewhere: %d", rec.Code)
 	}
 
@@ -165,11 +178,12 @@ func TestBadTokensDoNotLockOut(t *testing.T) {
 // not the tenant's rate limit.
 func TestTenantLimitStillApplies(t *testing.T) {
 	logs := &logBuffer{}
-	e := newEnv(t, withLog(logs), func(c *scim.Config) { c.RateLimit = 1 })
+	e := newEnv(t)
+	h := frozen(e, withLog(logs), func(c *scim.Config) { c.RateLimit = 1 })
 	c := e.tenant("contoso")
 	var limited bool
 	for range 5 {
-		if rec := e.serve("GET", "/scim/v2/Users", c.token, "192.0.2.1:1"); rec.Code == http.StatusTooManyRequests {
+		if rec := serve(h, "GET", "/scim/v2/Users", c.token, "192.0.2.1:1"); rec.Code == http.StatusTooManyRequests {
 			limited = rec.Header().Get("Retry-After") != ""
 			break
 		}
@@ -186,8 +200,8 @@ func TestTenantLimitStillApplies(t *testing.T) {
 
 func TestMissingTokenLogged(t *testing.T) {
 	logs := &logBuffer{}
-	e := newEnv(t, withLog(logs))
-	rec := e.serve("GET", "/scim/v2/Users", "", "192.0.2.4:1")
+	h := frozen(newEnv(t), withLog(logs))
+	rec := serve(h, "GET", "/scim/v2/Users", "", "192.0.2.4:1")
 	if rec.Code != http.StatusUnauthorized {
 		t.Fatalf("%d", rec.Code)
 	}
@@ -205,27 +219,28 @@ func TestMissingTokenLogged(t *testing.T) {
 // proxies only; the client keys the failure limit and the log.
 func TestTrustedProxiesSCIM(t *testing.T) {
 	logs := &logBuffer{}
-	e := newEnv(t, withLog(logs), func(c *scim.Config) {
+	e := newEnv(t)
+	h := frozen(e, withLog(logs), func(c *scim.Config) {
 		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	})
 	c := e.tenant("contoso")
 	proxy := "10.1.1.1:443"
 	for i := range 20 {
-		e.serve("GET", "/scim/v2/Users", fmt.Sprint("es_bad", i), proxy, "Forwarded", "for=198.51.100.7")
+		serve(h, "GET", "/scim/v2/Users", fmt.Sprint("es_bad", i), proxy, "Forwarded", "for=198.51.100.7")
 	}
-	if rec := e.serve("GET", "/scim/v2/Users", "es_bad", proxy, "Forwarded", `for="198.51.100.7:1234"`); rec.Code != 429 {
+	if rec := serve(h, "GET", "/scim/v2/Users", "es_bad", proxy, "Forwarded", `for="198.51.100.7:1234"`); rec.Code != 429 {
 		t.Fatalf("the forwarded client past its burst: %d", rec.Code)
 	}
-	if rec := e.serve("GET", "/scim/v2/Users", "es_bad", proxy, "X-Forwarded-For", "198.51.100.8"); rec.Code != 401 {
+	if rec := serve(h, "GET", "/scim/v2/Users", "es_bad", proxy, "X-Forwarded-For", "198.51.100.8"); rec.Code != 401 {
 		t.Fatalf("another client behind the same proxy: %d", rec.Code)
 	}
-	if rec := e.serve("GET", "/scim/v2/Users", c.token, proxy, "Forwarded", "for=198.51.100.7"); rec.Code != 200 {
+	if rec := serve(h, "GET", "/scim/v2/Users", c.token, proxy, "Forwarded", "for=198.51.100.7"); rec.Code != 200 {
 		t.Fatalf("a valid token from the limited client: %d", rec.Code)
 	}
 	// From an untrusted peer the headers are ignored: rotating them does
 	// not escape the limit.
 	for i := range 21 {
-		rec := e.serve("GET", "/scim/v2/Users", "es_bad", "192.0.2.66:1", "X-Forwarded-For", fmt.Sprint("203.0.113.", i))
+		rec := serve(h, "GET", "/scim/v2/Users", "es_bad", "192.0.2.66:1", "X-Forwarded-For", fmt.Sprint("203.0.113.", i))
 		if i == 20 && rec.Code != 429 {
 			t.Fatalf("spoofing peer past its burst: %d", rec.Code)
 		}

@@ -338,6 +338,9 @@ func TestTrustedProxies(t *testing.T) {
 	var logs bytes.Buffer
 	f.h.Log = slog.New(slog.NewJSONHandler(&logs, nil))
 	f.h.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC) // no token comes back mid-test
+	f.h.failures = ratelimit.New[string](failureRate, failureBurst)
+	f.h.failures.SetClock(func() time.Time { return now })
 	good := f.key("reader", store.OpsRead)
 	send := func(key, peer, xff string) int {
 		req := httptest.NewRequest("GET", "/ops/v1/tenants/acme/runs", nil)
