@@ -11,9 +11,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,9 +37,11 @@ type Config struct {
 	BodyLimit int64   // body_limit: largest request body in bytes
 	RateLimit float64 // rate_limit: SCIM requests per second per tenant; 0 is unlimited
 
-	MaxValues       int // max_values: elements per multi-valued attribute (group members excepted)
-	MaxValueLength  int // max_value_length: bytes per string value
-	MaxDocumentSize int // max_document_size: bytes of a stored resource as JSON (group members excepted)
+	MaxValues       int            // max_values: elements per multi-valued attribute (group members excepted)
+	MaxValueLength  int            // max_value_length: bytes per string value
+	MaxDocumentSize int            // max_document_size: bytes of a stored resource as JSON (group members excepted)
+	TrustedProxies  []netip.Prefix // trusted_proxies: peers whose Forwarded / X-Forwarded-For are believed
+	MemoryLimit     int64          // memory_limit: the Go runtime's soft memory limit in bytes; 0 is off
 
 	Redis        string        // redis: redis:// URL for delta tokens and run locks; empty keeps both in the store
 	SecretKey    []byte        // secret_key: 32-byte key that encrypts Graph client secrets (base64)
@@ -136,6 +141,32 @@ var settings = []setting{
 		c.MaxDocumentSize = int(n)
 		return nil
 	}, func(c *Config) string { return strconv.Itoa(c.MaxDocumentSize) }},
+	{"trusted_proxies", "reverse proxies (CIDRs or addresses, comma-separated) whose Forwarded and X-Forwarded-For headers name the client", func(c *Config, v string) error {
+		p, err := ParseProxies(v)
+		if err != nil {
+			return err
+		}
+		c.TrustedProxies = p
+		return nil
+	}, func(c *Config) string {
+		list := make([]string, len(c.TrustedProxies))
+		for i, p := range c.TrustedProxies {
+			list[i] = p.String()
+		}
+		return strings.Join(list, ",")
+	}},
+	{"memory_limit", "soft memory limit of serve and demo (GOMEMLIMIT semantics), e.g. 512MiB or 2GiB; off or 0: none; the GOMEMLIMIT environment variable wins", func(c *Config, v string) error {
+		if strings.EqualFold(strings.TrimSpace(v), "off") || strings.TrimSpace(v) == "0" {
+			c.MemoryLimit = 0
+			return nil
+		}
+		n, err := parseSize(v)
+		if err != nil || n < minMemoryLimit {
+			return fmt.Errorf("want a size of at least 32MiB, such as 512MiB or 2GiB, or off")
+		}
+		c.MemoryLimit = n
+		return nil
+	}, func(c *Config) string { return formatSize(c.MemoryLimit) }},
 	{"redis", "Redis URL for delta tokens and run locks, e.g. redis://127.0.0.1:6379/0 (empty: keep them in the database)", func(c *Config, v string) error {
 		if v != "" {
 			u, err := url.Parse(v)
@@ -196,6 +227,51 @@ var settings = []setting{
 	}, func(c *Config) string { return c.TLSKey }},
 }
 
+// DefaultMemoryLimit is memory_limit's default: ample for serving (a group
+// list holds at most a chunk of members per request) and for a pull, and
+// a bound at which the garbage collector works harder before a container's
+// hard limit kills the process.
+const DefaultMemoryLimit = 512 << 20
+
+// minMemoryLimit keeps a typo (512 for 512MiB) from making the collector
+// run without pause.
+const minMemoryLimit = 32 << 20
+
+// ApplyMemoryLimit sets the Go runtime's soft memory limit
+// (runtime/debug.SetMemoryLimit) from memory_limit, unless the GOMEMLIMIT
+// environment variable is set: the runtime applied that at start, and it
+// wins. It returns what is in force, for the start-up log.
+func (c Config) ApplyMemoryLimit(getenv func(string) string) string {
+	if v := getenv("GOMEMLIMIT"); v != "" {
+		return "GOMEMLIMIT=" + v
+	}
+	if c.MemoryLimit <= 0 {
+		debug.SetMemoryLimit(math.MaxInt64)
+		return "off"
+	}
+	debug.SetMemoryLimit(c.MemoryLimit)
+	return formatSize(c.MemoryLimit)
+}
+
+// ParseProxies reads the trusted_proxies setting: CIDRs or single
+// addresses, separated by commas or spaces.
+func ParseProxies(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' }) {
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8 or fd00::/8, nor an IP address", f)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
 // ParseSecretKey reads a secret key as secret_key holds it: 32 bytes in
 // base64.
 func ParseSecretKey(v string) ([]byte, error) {
@@ -215,6 +291,7 @@ func Default() Config {
 		LogLevel:     "info",
 		BodyLimit:    1 << 20,
 		RateLimit:    100,
+		MemoryLimit:  DefaultMemoryLimit,
 		SyncSchedule: "@every 40m",
 		SyncWorkers:  4,
 		SyncJitter:   2 * time.Minute,
@@ -394,6 +471,16 @@ func loadFile(c *Config, path string) error {
 			text = x
 		case float64:
 			text = strconv.FormatFloat(x, 'f', -1, 64)
+		case []any: // a list, such as trusted_proxies: its strings, comma-separated
+			parts := make([]string, len(x))
+			for i, el := range x {
+				str, ok := el.(string)
+				if !ok {
+					return fmt.Errorf("config: %s: %s: want a list of strings", path, k)
+				}
+				parts[i] = str
+			}
+			text = strings.Join(parts, ",")
 		default:
 			return fmt.Errorf("config: %s: %s: want a string or a number", path, k)
 		}
@@ -515,7 +602,8 @@ func Names() []string {
 	return out
 }
 
-// parseSize reads 1048576, 1024KiB, 1MiB, 1KB, 1MB (KB and MB as 1024 too).
+// parseSize reads 1048576, 1024KiB, 1MiB, 1GiB, 1KB, 1MB, 1GB (KB, MB and
+// GB as powers of 1024 too).
 func parseSize(v string) (int64, error) {
 	v = strings.TrimSpace(v)
 	mult := int64(1)
@@ -523,7 +611,8 @@ func parseSize(v string) (int64, error) {
 	for _, u := range []struct {
 		suffix string
 		mult   int64
-	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"k", 1 << 10}, {"m", 1 << 20}, {"b", 1}} {
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30},
+		{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}} {
 		if strings.HasSuffix(lower, u.suffix) {
 			mult = u.mult
 			v = strings.TrimSpace(v[:len(v)-len(u.suffix)])
@@ -534,5 +623,24 @@ func parseSize(v string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size out of range")
+	}
 	return n * mult, nil
+}
+
+// formatSize writes a size as parseSize reads it, in the largest whole unit;
+// 0 is "off".
+func formatSize(n int64) string {
+	switch {
+	case n <= 0:
+		return "off"
+	case n%(1<<30) == 0:
+		return strconv.FormatInt(n>>30, 10) + "GiB"
+	case n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	case n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10)
 }

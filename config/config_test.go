@@ -2,8 +2,10 @@ package config
 
 import (
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -131,5 +133,65 @@ func TestSettingsDescribed(t *testing.T) {
 	}
 	if Nearest("sevre", []string{"serve", "demo"}) != "serve" || Nearest("frobnicate", []string{"serve", "tenant"}) != "" {
 		t.Error("Nearest")
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	c, err := load(t, `{"trusted_proxies":["10.0.0.0/8","192.0.2.1"]}`, nil)
+	if err != nil || len(c.TrustedProxies) != 2 || c.TrustedProxies[1].String() != "192.0.2.1/32" {
+		t.Fatalf("from a file list: %v %v", c.TrustedProxies, err)
+	}
+	c, err = load(t, "", map[string]string{"ENTRASYNC_TRUSTED_PROXIES": "10.0.0.1/8, fd00::/8"})
+	if err != nil || len(c.TrustedProxies) != 2 || c.TrustedProxies[0].String() != "10.0.0.0/8" || lookup("trusted_proxies").get(&c) != "10.0.0.0/8,fd00::/8" {
+		t.Fatalf("from the environment: %v %v", c.TrustedProxies, err)
+	}
+	if c, _ := load(t, "", nil); len(c.TrustedProxies) != 0 {
+		t.Fatalf("default: %v", c.TrustedProxies)
+	}
+	for _, bad := range []string{"10.0.0.0/33", "proxy.example.com", "10.0.0.0/8,x"} {
+		if _, err := load(t, "", nil, "--trusted-proxies", bad); err == nil || !strings.Contains(err.Error(), "--trusted-proxies") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	if _, err := load(t, `{"trusted_proxies":["10.0.0.0/8",1]}`, nil); err == nil || !strings.Contains(err.Error(), "list of strings") {
+		t.Errorf("a list with a number: %v", err)
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	c, _ := load(t, "", nil)
+	if c.MemoryLimit != 512<<20 || lookup("memory_limit").get(&c) != "512MiB" {
+		t.Fatalf("default %d", c.MemoryLimit)
+	}
+	for in, want := range map[string]int64{"2GiB": 2 << 30, "768MiB": 768 << 20, "off": 0, "OFF": 0, "0": 0, "1g": 1 << 30} {
+		c, err := load(t, "", map[string]string{"ENTRASYNC_MEMORY_LIMIT": in})
+		if err != nil || c.MemoryLimit != want {
+			t.Errorf("%q: %d, %v", in, c.MemoryLimit, err)
+		}
+	}
+	for _, bad := range []string{"512", "1KiB", "lots", "-1GiB", "99999999999GiB"} {
+		if _, err := load(t, "", nil, "--memory-limit", bad); err == nil || !strings.Contains(err.Error(), "at least 32MiB") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	// Applied: the runtime's limit is the setting's, or the environment's.
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	c.MemoryLimit = 300 << 20
+	if got := c.ApplyMemoryLimit(func(string) string { return "" }); got != "300MiB" || debug.SetMemoryLimit(-1) != 300<<20 {
+		t.Fatalf("applied %q, runtime limit %d", got, debug.SetMemoryLimit(-1))
+	}
+	c.MemoryLimit = 0
+	if got := c.ApplyMemoryLimit(func(string) string { return "" }); got != "off" || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+		t.Fatalf("off: %q, runtime limit %d", got, debug.SetMemoryLimit(-1))
+	}
+	c.MemoryLimit = 300 << 20
+	env := func(k string) string {
+		if k == "GOMEMLIMIT" {
+			return "1GiB"
+		}
+		return ""
+	}
+	if got := c.ApplyMemoryLimit(env); got != "GOMEMLIMIT=1GiB" || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+		t.Fatalf("with GOMEMLIMIT set: %q, and the setting was applied: %d", got, debug.SetMemoryLimit(-1))
 	}
 }

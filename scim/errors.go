@@ -77,6 +77,15 @@ func filterError(err error) error {
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e, internal := asAPIError(err)
+	if internal && clientGone(r) {
+		// The store gave up because the client closed the connection: its
+		// going away is no fault here, and there is no one to answer.
+		if rec := recorder(w); rec != nil {
+			rec.clientGone = true
+		}
+		s.log.DebugContext(r.Context(), "client went away before it was answered", "method", r.Method, "err", err)
+		return
+	}
 	if internal {
 		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}

@@ -56,22 +56,6 @@ func (s *Server) render(ep *endpoint, res store.Resource, related []any) map[str
 	return out
 }
 
-func (s *Server) memberValues(members []store.Member) []any {
-	out := make([]any, len(members))
-	for i, m := range members {
-		ep := userEndpoint
-		if m.Kind == store.GroupKind {
-			ep = groupEndpoint
-		}
-		v := map[string]any{"value": m.ID, "$ref": s.location(ep, m.ID), "type": string(m.Kind)}
-		if m.Display != "" {
-			v["display"] = m.Display
-		}
-		out[i] = v
-	}
-	return out
-}
-
 func (s *Server) groupValues(groups []store.GroupRef) []any {
 	out := make([]any, len(groups))
 	for i, g := range groups {

@@ -24,13 +24,13 @@ const (
 func (s *Server) resource(w http.ResponseWriter, r *http.Request, ep *endpoint, id string) {
 	var err error
 	switch {
-	case id == "" && r.Method == http.MethodGet:
+	case id == "" && isGet(r):
 		err = s.list(w, r, ep, r.URL.Query())
 	case id == "" && r.Method == http.MethodPost:
 		err = s.create(w, r, ep)
 	case id == ".search" && r.Method == http.MethodPost:
 		err = s.search(w, r, ep)
-	case id != "" && id != ".search" && r.Method == http.MethodGet:
+	case id != "" && id != ".search" && isGet(r):
 		err = s.getOne(w, r, ep, id)
 	case id != "" && id != ".search" && r.Method == http.MethodPut:
 		err = s.replace(w, r, ep, id)
@@ -39,10 +39,10 @@ func (s *Server) resource(w http.ResponseWriter, r *http.Request, ep *endpoint, 
 	case id != "" && id != ".search" && r.Method == http.MethodDelete:
 		err = s.delete(w, r, ep, id)
 	default:
-		allow := "GET, PUT, PATCH, DELETE"
+		allow := "GET, HEAD, PUT, PATCH, DELETE"
 		switch id {
 		case "":
-			allow = "GET, POST"
+			allow = "GET, HEAD, POST"
 		case ".search":
 			allow = "POST"
 		}
@@ -53,6 +53,10 @@ func (s *Server) resource(w http.ResponseWriter, r *http.Request, ep *endpoint, 
 		s.writeError(w, r, err)
 	}
 }
+
+// isGet reports whether r reads: GET, or HEAD (the same headers, no body;
+// RFC 9110 §9.3.2).
+func isGet(r *http.Request) bool { return r.Method == http.MethodGet || r.Method == http.MethodHead }
 
 // readResource reads and normalises a POST or PUT body. For a group it
 // also returns the member ids named, and whether members were given.
@@ -119,45 +123,40 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ep *endpoint) er
 	return s.respond(w, r, ep, *res, http.StatusCreated, projection{})
 }
 
-// respond renders res with its related memberships, as the projection asks.
+// respond renders res with its related memberships, as the projection
+// asks. A group's members are streamed (see writeGroup).
 func (s *Server) respond(w http.ResponseWriter, r *http.Request, ep *endpoint, res store.Resource, status int, p projection) error {
 	related, err := s.related(r, ep, []store.Resource{res}, p)
 	if err != nil {
 		return err
 	}
 	w.Header().Set("ETag", etag(res.Version))
-	writeJSON(w, status, p.apply(s.render(ep, res, related[res.ID])))
-	return nil
+	doc := p.apply(s.render(ep, res, related[res.ID]))
+	if !s.streamsMembers(ep, p) {
+		writeJSON(w, status, doc)
+		return nil
+	}
+	return s.streamGroups(w, r, status, []groupDoc{{id: res.ID, doc: doc}}, nil, p)
 }
 
-// related loads the groups of users or the members of groups, unless the
-// projection leaves them out.
+// related loads the groups of users, unless the projection leaves them
+// out. A user is in few groups; a group's members, which may be many, are
+// not loaded here but streamed as the answer is written.
 func (s *Server) related(r *http.Request, ep *endpoint, list []store.Resource, p projection) (map[string][]any, error) {
 	out := map[string][]any{}
-	if len(list) == 0 || !p.wants(ep.related) {
+	if len(list) == 0 || ep.kind != store.UserKind || !p.wants(ep.related) {
 		return out, nil
 	}
-	t := tenantOf(r.Context())
-	if ep.kind == store.UserKind {
-		ids := make([]string, len(list))
-		for i, res := range list {
-			ids[i] = res.ID
-		}
-		groups, err := s.db.GroupsOf(r.Context(), t.ID, ids)
-		if err != nil {
-			return nil, err
-		}
-		for id, g := range groups {
-			out[id] = s.groupValues(g)
-		}
-		return out, nil
+	ids := make([]string, len(list))
+	for i, res := range list {
+		ids[i] = res.ID
 	}
-	for _, res := range list {
-		members, err := s.db.Members(r.Context(), t.ID, res.ID)
-		if err != nil {
-			return nil, err
-		}
-		out[res.ID] = s.memberValues(members)
+	groups, err := s.db.GroupsOf(r.Context(), tenantOf(r.Context()).ID, ids)
+	if err != nil {
+		return nil, err
+	}
+	for id, g := range groups {
+		out[id] = s.groupValues(g)
 	}
 	return out, nil
 }
@@ -269,17 +268,19 @@ func (s *Server) runList(w http.ResponseWriter, r *http.Request, ep *endpoint, f
 	if err != nil {
 		return err
 	}
+	head := listHead{Schemas: []string{schema.ListResponseURN}, TotalResults: page.Total, StartIndex: start, ItemsPerPage: len(page.Resources)}
+	if s.streamsMembers(ep, p) {
+		groups := make([]groupDoc, len(page.Resources))
+		for i, res := range page.Resources {
+			groups[i] = groupDoc{id: res.ID, doc: p.apply(s.render(ep, res, nil))}
+		}
+		return s.streamGroups(w, r, http.StatusOK, groups, &head, p)
+	}
 	resources := make([]any, len(page.Resources))
 	for i, res := range page.Resources {
 		resources[i] = p.apply(s.render(ep, res, related[res.ID]))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"schemas":      []string{schema.ListResponseURN},
-		"totalResults": page.Total,
-		"startIndex":   start,
-		"itemsPerPage": len(resources),
-		"Resources":    resources,
-	})
+	writeJSON(w, http.StatusOK, listResponse{listHead: head, Resources: resources})
 	return nil
 }
 

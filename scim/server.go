@@ -12,8 +12,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -34,12 +36,16 @@ type Config struct {
 	// RateLimit caps requests per second per tenant (burst: twice that);
 	// 0 means no limit.
 	RateLimit float64
-	Log       *slog.Logger
 
 	// Limits bounds stored documents; a zero field means its default
 	// (schema.DefaultMaxValues...). MaxValueLength is capped at
 	// store.MaxIndexedValue, so that every value stored can be found.
 	Limits schema.Limits
+	// TrustedProxies are the peers whose Forwarded and X-Forwarded-For
+	// headers name the client (the trusted_proxies setting); none: the
+	// peer is the client.
+	TrustedProxies []netip.Prefix
+	Log            *slog.Logger
 }
 
 // Server serves the SCIM API.
@@ -51,14 +57,29 @@ type Server struct {
 	log       *slog.Logger
 	tenants   *ratelimit.Limiter[int64]  // per tenant
 	strangers *ratelimit.Limiter[string] // per client address, for failed authentication
+	proxies   []netip.Prefix
+	members   memberPager // the store; a test may count what is asked of it
 }
+
+// memberPager reads a group's members a page at a time (store.DB).
+type memberPager interface {
+	MembersPage(ctx context.Context, tenant int64, groupID, after string, limit int) ([]store.Member, error)
+}
+
+// Failed authentication allowed per client address: 20 at once, then 5 a
+// second. Only failures count, and only failures are refused.
+const (
+	failureRate  = 5
+	failureBurst = 20
+)
 
 // DefaultBodyLimit is the request body cap when none is configured.
 const DefaultBodyLimit = 1 << 20
 
 // New returns a Server.
 func New(c Config) *Server {
-	s := &Server{db: c.DB, base: strings.TrimRight(c.PublicURL, "/") + "/scim/v2", bodyLimit: c.BodyLimit, log: c.Log}
+	s := &Server{db: c.DB, base: strings.TrimRight(c.PublicURL, "/") + "/scim/v2", bodyLimit: c.BodyLimit, log: c.Log,
+		proxies: c.TrustedProxies, members: c.DB}
 	if s.bodyLimit <= 0 {
 		s.bodyLimit = DefaultBodyLimit
 	}
@@ -67,9 +88,9 @@ func New(c Config) *Server {
 	}
 	s.limits = withDefaultLimits(c.Limits)
 	if c.RateLimit > 0 {
-		s.tenants = ratelimit.New[int64](c.RateLimit, 2*c.RateLimit)
+		s.tenants = ratelimit.New[int64](c.RateLimit, int(math.Ceil(2*c.RateLimit)))
 	}
-	s.strangers = ratelimit.New[string](5, 20)
+	s.strangers = ratelimit.New[string](failureRate, failureBurst)
 	return s
 }
 
@@ -79,6 +100,21 @@ const BasePath = "/scim/v2"
 // Handler serves the API under /scim/v2 and /scim (admins paste either).
 func (s *Server) Handler() http.Handler {
 	return s.recover(http.HandlerFunc(s.route))
+}
+
+// Front serves paths under /scim with Handler and everything else with
+// next. A ServeMux answers a path it would clean (/scim/v2/Users/../x)
+// with a redirect; SCIM clients get the SCIM answer for the path as sent
+// (here a 404) instead.
+func (s *Server) Front(next http.Handler) http.Handler {
+	h := s.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := stripBase(r.URL.Path); ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 type ctxKey struct{}
@@ -94,17 +130,15 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	rest, ok := stripBase(r.URL.Path)
-	endpoint := ""
-	defer func() {
-		// Only the endpoint's name: ids and filters stay out of logs.
-		s.log.InfoContext(r.Context(), "scim", "method", r.Method, "endpoint", endpoint, "status", rec.status,
-			"tenant", tenantOf(r.Context()).Name, "ms", time.Since(start).Milliseconds())
-	}()
+	client := ratelimit.ClientAddr(r, s.proxies)
+	endpoint, tokenID := "", noToken
+	defer func() { s.logRequest(r, rec, start, endpoint, client, tokenID) }()
 	if !ok {
 		s.writeError(rec, r, errorf(http.StatusNotFound, "", "no such endpoint; the SCIM base URL ends in "+BasePath))
 		return
 	}
-	r, err := s.authenticate(rec, r)
+	var err error
+	r, tokenID, err = s.authenticate(rec, r, client)
 	if err != nil {
 		s.writeError(rec, r, err)
 		return
@@ -137,6 +171,36 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// What the request log says in place of a token id.
+const (
+	noToken      = "none"    // no bearer token was sent
+	unknownToken = "unknown" // a token was sent that is no valid token's
+)
+
+// logRequest writes the request's log line. Only the endpoint's name: ids
+// and filters stay out of logs. A refusal (401, 403, 429) is a warning, so
+// the client and token behind it can be found; a client that went away is
+// status 499 (nothing was answered), not an error.
+func (s *Server) logRequest(r *http.Request, rec *statusRecorder, start time.Time, endpoint, client, tokenID string) {
+	level, status := slog.LevelInfo, rec.status
+	switch {
+	case rec.clientGone:
+		status = statusClientGone
+	case status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusTooManyRequests:
+		level = slog.LevelWarn
+	}
+	attrs := []any{"method", r.Method, "endpoint", endpoint, "status", status, "tenant", tenantOf(r.Context()).Name,
+		"client", client, "token_id", tokenID, "ms", time.Since(start).Milliseconds()}
+	if rec.aborted {
+		attrs = append(attrs, "aborted", true)
+	}
+	s.log.Log(r.Context(), level, "scim", attrs...)
+}
+
+// statusClientGone is the status logged for a client that closed its
+// connection before it was answered (nginx's 499): never sent.
+const statusClientGone = 499
+
 // stripBase removes /scim/v2 or /scim (any case) from the front of p.
 func stripBase(p string) (string, bool) {
 	lp := strings.ToLower(p)
@@ -149,8 +213,8 @@ func stripBase(p string) (string, bool) {
 }
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request, found bool, h http.HandlerFunc) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
 		s.writeError(w, r, errorf(http.StatusMethodNotAllowed, "", r.Method+" is not allowed here"))
 		return
 	}
@@ -162,29 +226,34 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, found bool, h http.
 }
 
 // authenticate resolves the bearer token to its tenant and applies the
-// tenant's rate limit.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*http.Request, error) {
+// tenant's rate limit. It returns the token's id for the log.
+//
+// The token is looked up first: a valid token is never refused because
+// others at its address failed (behind a reverse proxy, or Entra's shared
+// egress, one misconfigured customer must not lock out the rest). Only a
+// failed attempt counts against the client address, and only failed
+// attempts are refused once the address is over its limit.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client string) (*http.Request, string, error) {
 	scheme, token, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 	token = strings.TrimSpace(token)
 	if !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return r, errorf(http.StatusUnauthorized, "", "authentication required: send the Secret Token as \"Authorization: Bearer <token>\"")
+		return r, noToken, errorf(http.StatusUnauthorized, "", "authentication required: send the Secret Token as \"Authorization: Bearer <token>\"")
 	}
-	client := ratelimit.ClientAddr(r)
-	if !s.strangers.Allowed(client) {
-		return r, s.tooMany(w, "too many failed authentication attempts", s.strangers.RetryAfter())
-	}
-	t, err := s.db.Authenticate(r.Context(), token)
+	t, tokenID, err := s.db.Authenticate(r.Context(), token)
 	if store.ErrorCode(err) == store.NotFound {
-		s.strangers.Allow(client)
-		return r, errorf(http.StatusUnauthorized, "", "the token is not valid or has been revoked")
+		if !s.strangers.Allow(client) {
+			return r, unknownToken, s.tooMany(w, "too many failed authentication attempts from this address; wait, and send a valid token", s.strangers.RetryAfter(client))
+		}
+		return r, unknownToken, errorf(http.StatusUnauthorized, "", "the token is not valid or has been revoked")
 	}
 	if err != nil {
-		return r, err
+		return r, unknownToken, err
 	}
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, t)) // the log names the tenant, limited or not
 	if s.tenants != nil && !s.tenants.Allow(t.ID) {
-		return r, s.tooMany(w, "rate limit exceeded for this tenant", s.tenants.RetryAfter())
+		return r, tokenID, s.tooMany(w, "rate limit exceeded for this tenant", s.tenants.RetryAfter(t.ID))
 	}
-	return r.WithContext(context.WithValue(r.Context(), ctxKey{}, t)), nil
+	return r, tokenID, nil
 }
 
 func (s *Server) tooMany(w http.ResponseWriter, detail, retryAfter string) error {
@@ -210,12 +279,29 @@ func (s *Server) recover(h http.Handler) http.Handler {
 
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
+	status     int
+	clientGone bool // the client closed the connection first
+	aborted    bool // the answer was cut off mid-body by a failure here
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code
 	r.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// recorder finds the request's statusRecorder under w, if any.
+func recorder(w http.ResponseWriter) *statusRecorder {
+	rec, _ := w.(*statusRecorder)
+	return rec
+}
+
+// clientGone reports whether r's client has gone away: its context ends
+// when the connection closes.
+func clientGone(r *http.Request) bool {
+	return errors.Is(r.Context().Err(), context.Canceled)
 }
 
 // readJSON reads a request body of at most the body limit and decodes one
@@ -260,8 +346,20 @@ func jsonProblem(err error) string {
 	return err.Error()
 }
 
+// marshal encodes v as JSON without HTML escaping: answers are read by
+// programs, and "<token>" must not arrive as "\u003ctoken\u003e".
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
+	body, err := marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
 		body = []byte(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"500","detail":"Internal error"}`)

@@ -177,15 +177,36 @@ func (tx *Tx) touchIf(tenant int64, groupID string, changed int) error {
 	return err
 }
 
-// Members returns a group's members with their display names, by id.
-func (db *DB) Members(ctx context.Context, tenant int64, groupID string) ([]Member, error) {
-	var out []Member
-	err := db.read.SelectContext(ctx, &out, db.read.Rebind(`SELECT m.member_id, m.member_type,
+// membersQuery selects a group's members with their display names; the
+// caller adds the order and any page bounds.
+const membersQuery = `SELECT m.member_id, m.member_type,
 		COALESCE(u.display_name, u.user_name, g.display_name, '') AS display
 		FROM memberships m
 		LEFT JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.member_id
 		LEFT JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.member_id
-		WHERE m.tenant_id = ? AND m.group_id = ? ORDER BY m.member_id`), tenant, groupID)
+		WHERE m.tenant_id = ? AND m.group_id = ?`
+
+// Members returns a group's members with their display names, by id. It
+// holds the whole membership at once: answers that may be large read
+// MembersPage instead.
+func (db *DB) Members(ctx context.Context, tenant int64, groupID string) ([]Member, error) {
+	var out []Member
+	err := db.read.SelectContext(ctx, &out, db.read.Rebind(membersQuery+` ORDER BY m.member_id`), tenant, groupID)
+	return out, err
+}
+
+// MembersPage returns at most limit of a group's members, by id, those
+// with ids after after ("" for the first page). A group is read whole by
+// asking again after the last id returned, until a page comes back short:
+// the cost of each page is its own size (keyset paging on the primary
+// key), whatever the group's.
+func (db *DB) MembersPage(ctx context.Context, tenant int64, groupID, after string, limit int) ([]Member, error) {
+	if limit <= 0 {
+		return nil, Errorf(Invalid, "a page of members needs a positive limit, not %d", limit)
+	}
+	var out []Member
+	err := db.read.SelectContext(ctx, &out, db.read.Rebind(membersQuery+` AND m.member_id > ? ORDER BY m.member_id LIMIT ?`),
+		tenant, groupID, after, limit)
 	return out, err
 }
 

@@ -232,10 +232,11 @@ func (tx *Tx) RevokeToken(id string) (Token, error) {
 // a write per request would serialise every SCIM read behind the writer.
 const lastUsedGranularity = time.Minute
 
-// Authenticate returns the tenant that secret belongs to. It fails with
-// NotFound for an unknown or revoked token; it never caches, so a revocation
-// takes effect on the next request, in every process.
-func (db *DB) Authenticate(ctx context.Context, secret string) (Tenant, error) {
+// Authenticate returns the tenant that secret belongs to and the token's
+// id (for logs: the id names the token without revealing it). It fails
+// with NotFound for an unknown or revoked token; it never caches, so a
+// revocation takes effect on the next request, in every process.
+func (db *DB) Authenticate(ctx context.Context, secret string) (Tenant, string, error) {
 	var r struct {
 		secretRow
 		tenantRow
@@ -243,9 +244,9 @@ func (db *DB) Authenticate(ctx context.Context, secret string) (Tenant, error) {
 	err := db.checkSecret(ctx, "scim_tokens", secret, &r.secretRow, &r, `SELECT k.id AS secret_id, k.hash, k.last_used_at, t.id, t.name, t.created_at
 		FROM scim_tokens k JOIN tenants t ON t.id = k.tenant_id WHERE k.hash = ? AND k.revoked_at IS NULL`)
 	if err != nil {
-		return Tenant{}, err
+		return Tenant{}, "", err
 	}
-	return r.tenant(), nil
+	return r.tenant(), r.SecretID, nil
 }
 
 // secretRow is what checkSecret needs of a hashed-secret row.

@@ -151,6 +151,15 @@ func TestServeFirstStart(t *testing.T) {
 	if code := scimGet(t, tenantURL+"/Users?filter=userName+eq+%22x%22", token); code != 200 {
 		t.Fatalf("Test Connection: %d", code)
 	}
+	// An uncleaned SCIM path is answered by SCIM, not redirected by the mux.
+	req, _ := http.NewRequest("GET", tenantURL+"/Users/../x", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if res, err := http.DefaultTransport.RoundTrip(req); err != nil || res.StatusCode != 404 || res.Header.Get("Location") != "" {
+		t.Fatalf("uncleaned path: %v %v", res, err)
+	}
+	if !strings.Contains(s.stderr.String(), "memory_limit=512MiB") {
+		t.Fatalf("no soft memory limit logged at start:\n%s", s.stderr)
+	}
 	if code := s.stop(); code != 0 {
 		t.Fatalf("serve exited %d after SIGINT-like cancel: %s", code, s.stderr)
 	}

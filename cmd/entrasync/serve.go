@@ -46,6 +46,7 @@ type service struct {
 
 func openService(e *env, cfg config.Config) (*service, error) {
 	svc := &service{cfg: cfg, log: newLogger(e.stderr, cfg)}
+	svc.log.Info("soft memory limit", "memory_limit", cfg.ApplyMemoryLimit(e.getenv))
 	var err error
 	if svc.db, err = openStore(e, cfg); err != nil {
 		return nil, err
@@ -94,7 +95,8 @@ func listen(cfg config.Config) (net.Listener, error) {
 // until the context ends; then it shuts down cleanly.
 func (svc *service) run(e *env, sched *sync.Scheduler) error {
 	cfg, db, log, ln, public, w := svc.cfg, svc.db, svc.log, svc.ln, svc.public, svc.worker
-	srv := scim.New(scim.Config{DB: db, PublicURL: public, BodyLimit: cfg.BodyLimit, RateLimit: cfg.RateLimit, Log: log, Limits: cfg.ScimLimits()})
+	srv := scim.New(scim.Config{DB: db, PublicURL: public, BodyLimit: cfg.BodyLimit, RateLimit: cfg.RateLimit,
+		TrustedProxies: cfg.TrustedProxies, Log: log, Limits: cfg.ScimLimits()})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -107,10 +109,10 @@ func (svc *service) run(e *env, sched *sync.Scheduler) error {
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	})
 	mux.HandleFunc("GET /readyz", readyz(dependencies(db, w), log))
-	mux.Handle("/ops/", &opsapi.Handler{Worker: w, Log: log})
+	mux.Handle("/ops/", &opsapi.Handler{Worker: w, Log: log, TrustedProxies: cfg.TrustedProxies})
 	mux.Handle("/", srv.Handler())
 	httpSrv := &http.Server{
-		Handler:           mux,
+		Handler:           srv.Front(mux), // /scim paths as sent: the mux would redirect uncleaned ones
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      5 * time.Minute, // a large group's members take a while to write out

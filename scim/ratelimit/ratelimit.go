@@ -1,38 +1,47 @@
-// Package ratelimit is a token bucket per key: the SCIM endpoint's limit per
-// tenant, and the limit on failed authentication per client address that
-// the SCIM endpoint and the ops API share.
+// Package ratelimit is a token bucket per key (golang.org/x/time/rate):
+// the SCIM endpoint's limit per tenant, and the limit on failed
+// authentication per client address that the SCIM endpoint and the ops API
+// share. It also tells the client address behind trusted proxies.
 package ratelimit
 
 import (
 	"math"
-	"net"
-	"net/http"
 	"strconv"
 	gosync "sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
-// Limiter gives each key rate tokens a second, up to burst.
+// Limiter gives each key rate tokens a second, up to burst. Keys are
+// forgotten once their bucket is full again (a forgotten key starts full,
+// so forgetting changes nothing), and the map never holds more than
+// maxKeys of them.
 type Limiter[K comparable] struct {
-	mu      gosync.Mutex
-	rate    float64
-	burst   float64
-	buckets map[K]*bucket
-	now     func() time.Time
+	mu        gosync.Mutex
+	limit     rate.Limit
+	burst     int
+	keys      map[K]*entry
+	now       func() time.Time
+	lastSweep time.Time
 }
 
-type bucket struct {
-	tokens float64
-	last   time.Time
+type entry struct {
+	lim  *rate.Limiter
+	seen time.Time
 }
 
-// maxBuckets bounds the map; full buckets are forgotten first, since a
-// forgotten key starts full anyway.
-const maxBuckets = 10000
+const (
+	// maxKeys bounds the map: one entry per tenant or client address.
+	maxKeys = 10000
+	// sweepEvery is how often idle keys are looked for.
+	sweepEvery = time.Minute
+)
 
-// New returns a Limiter of rate tokens a second per key, up to burst.
-func New[K comparable](rate, burst float64) *Limiter[K] {
-	return &Limiter[K]{rate: rate, burst: burst, buckets: map[K]*bucket{}, now: time.Now}
+// New returns a Limiter of rate tokens a second per key, up to burst
+// (at least 1).
+func New[K comparable](perSecond float64, burst int) *Limiter[K] {
+	return &Limiter[K]{limit: rate.Limit(perSecond), burst: max(burst, 1), keys: map[K]*entry{}, now: time.Now}
 }
 
 // SetClock replaces the clock (tests).
@@ -42,60 +51,88 @@ func (l *Limiter[K]) SetClock(now func() time.Time) {
 	l.now = now
 }
 
-func (l *Limiter[K]) refill(key K) *bucket {
-	now := l.now()
-	b := l.buckets[key]
-	if b == nil {
-		if len(l.buckets) >= maxBuckets {
-			l.prune(now)
-		}
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[key] = b
+// get returns key's limiter, made full when new. l.mu is held.
+func (l *Limiter[K]) get(key K, now time.Time) *rate.Limiter {
+	if now.Sub(l.lastSweep) >= sweepEvery {
+		l.sweep(now)
 	}
-	b.tokens = math.Min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
-	return b
+	e := l.keys[key]
+	if e == nil {
+		if len(l.keys) >= maxKeys {
+			l.sweep(now)
+		}
+		if len(l.keys) >= maxKeys {
+			l.evictOldest()
+		}
+		e = &entry{lim: rate.NewLimiter(l.limit, l.burst)}
+		l.keys[key] = e
+	}
+	e.seen = now
+	return e.lim
 }
 
-func (l *Limiter[K]) prune(now time.Time) {
-	for k, b := range l.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
-			delete(l.buckets, k)
+// sweep forgets the keys whose bucket is full again.
+func (l *Limiter[K]) sweep(now time.Time) {
+	l.lastSweep = now
+	for k, e := range l.keys {
+		if e.lim.TokensAt(now) >= float64(l.burst) {
+			delete(l.keys, k)
 		}
 	}
+}
+
+// evictOldest forgets the key seen longest ago, when every key is still
+// limited and the map is full: the bound on memory wins over one key's
+// limit.
+func (l *Limiter[K]) evictOldest() {
+	var oldest K
+	var at time.Time
+	first := true
+	for k, e := range l.keys {
+		if first || e.seen.Before(at) {
+			oldest, at, first = k, e.seen, false
+		}
+	}
+	delete(l.keys, oldest)
 }
 
 // Allow takes a token for key, reporting whether there was one.
 func (l *Limiter[K]) Allow(key K) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.refill(key)
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	now := l.now()
+	return l.get(key, now).AllowN(now, 1)
 }
 
 // Allowed reports whether key has a token, without taking it.
 func (l *Limiter[K]) Allowed(key K) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.refill(key).tokens >= 1
-}
-
-// RetryAfter is a Retry-After value (RFC 9110 §10.2.3, delay-seconds): the
-// whole seconds until a token is back.
-func (l *Limiter[K]) RetryAfter() string {
-	return strconv.Itoa(int(math.Ceil(1 / l.rate)))
-}
-
-// ClientAddr is the key of per-address limits: the client's IP address,
-// without the port (one client opens many connections).
-func ClientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+	if e := l.keys[key]; e != nil {
+		return e.lim.TokensAt(l.now()) >= 1
 	}
-	return host
+	return true
+}
+
+// RetryAfter is a Retry-After value (RFC 9110 §10.2.3, delay-seconds) for
+// key: the whole seconds until it has a token again, at least 1.
+func (l *Limiter[K]) RetryAfter(key K) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	tokens := float64(l.burst)
+	if e := l.keys[key]; e != nil {
+		tokens = e.lim.TokensAt(l.now())
+	}
+	wait := 1.0
+	if tokens < 1 && l.limit > 0 {
+		wait = (1 - tokens) / float64(l.limit)
+	}
+	return strconv.Itoa(max(1, int(math.Ceil(wait-1e-9))))
+}
+
+// Len is how many keys are remembered (tests).
+func (l *Limiter[K]) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.keys)
 }

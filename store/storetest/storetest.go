@@ -159,15 +159,18 @@ func testTokens(t *testing.T, db *store.DB) {
 	if len(secretA) < 40 || secretA == secretA2 || tokA.ID == tokA2.ID {
 		t.Fatalf("tokens not distinct or too short: %q %q", secretA, secretA2)
 	}
-	if got, err := db.Authenticate(ctx, secretA); err != nil || got.ID != a.ID {
-		t.Fatalf("Authenticate(A) = %+v, %v", got, err)
+	if got, id, err := db.Authenticate(ctx, secretA); err != nil || got.ID != a.ID || id != tokA.ID {
+		t.Fatalf("Authenticate(A) = %+v, %q, %v", got, id, err)
 	}
-	if got, err := db.Authenticate(ctx, secretB); err != nil || got.ID != b.ID {
+	if got, _, err := db.Authenticate(ctx, secretB); err != nil || got.ID != b.ID {
 		t.Fatalf("Authenticate(B) = %+v, %v", got, err)
 	}
-	_, err := db.Authenticate(ctx, secretA+"x")
+	_, id, err := db.Authenticate(ctx, secretA+"x")
 	mustCode(t, err, store.NotFound)
-	_, err = db.Authenticate(ctx, "")
+	if id != "" {
+		t.Fatalf("an unknown token has the id %q", id)
+	}
+	_, _, err = db.Authenticate(ctx, "")
 	mustCode(t, err, store.NotFound)
 
 	list, err := db.Tokens(ctx, "acme")
@@ -183,9 +186,9 @@ func testTokens(t *testing.T, db *store.DB) {
 		}
 	}
 	write(t, db, func(tx *store.Tx) error { _, err := tx.RevokeToken(tokA.ID); return err })
-	_, err = db.Authenticate(ctx, secretA)
+	_, _, err = db.Authenticate(ctx, secretA)
 	mustCode(t, err, store.NotFound)
-	if _, err := db.Authenticate(ctx, secretA2); err != nil {
+	if _, _, err := db.Authenticate(ctx, secretA2); err != nil {
 		t.Fatalf("the other token stopped working: %v", err)
 	}
 	err = db.Write(ctx, func(tx *store.Tx) error { _, err := tx.RevokeToken("tok_nope"); return err })
@@ -341,6 +344,27 @@ func testMembers(t *testing.T, db *store.DB) {
 	}
 	if got, want := memberIDs(t, db, tn.ID, g.ID), sorted(b.ID, c.ID, sub.ID); !slices.Equal(got, want) {
 		t.Fatalf("members %v, want %v", got, want)
+	}
+	// Paged by id, two at a time: each page at most the limit, all in order.
+	var paged []string
+	for after, pages := "", 0; ; pages++ {
+		page, err := db.MembersPage(ctx, tn.ID, g.ID, after, 2)
+		if err != nil || len(page) > 2 || pages > 3 {
+			t.Fatalf("MembersPage after %q: %d members, %v", after, len(page), err)
+		}
+		for _, m := range page {
+			paged = append(paged, m.ID)
+		}
+		if len(page) < 2 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	if want := sorted(b.ID, c.ID, sub.ID); !slices.Equal(paged, want) {
+		t.Fatalf("paged members %v, want %v", paged, want)
+	}
+	if _, err := db.MembersPage(ctx, tn.ID, g.ID, "", 0); store.ErrorCode(err) != store.Invalid {
+		t.Fatalf("MembersPage with limit 0: %v", err)
 	}
 	groups, err := db.GroupsOf(ctx, tn.ID, []string{b.ID, a.ID, sub.ID})
 	if err != nil || len(groups[b.ID]) != 1 || groups[b.ID][0].ID != g.ID || groups[b.ID][0].Display != "Sales" || len(groups[a.ID]) != 0 || len(groups[sub.ID]) != 1 {

@@ -14,11 +14,13 @@
 package opsapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	gosync "sync"
@@ -32,6 +34,9 @@ import (
 type Handler struct {
 	Worker *sync.Worker
 	Log    *slog.Logger
+	// TrustedProxies are the peers whose Forwarded and X-Forwarded-For
+	// headers name the client (the trusted_proxies setting).
+	TrustedProxies []netip.Prefix
 
 	once     gosync.Once
 	failures *ratelimit.Limiter[string] // failed attempts per client address
@@ -51,27 +56,33 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.failures = ratelimit.New[string](failureRate, failureBurst)
 		}
 	})
+	client := ratelimit.ClientAddr(r, h.TrustedProxies)
 	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(key) == "" {
+		h.refused(r, http.StatusUnauthorized, client, "none")
 		unauthorized(w, "send an ops key as \"Authorization: Bearer <key>\" (entrasync opskey create NAME)")
 		return
 	}
 	// The key is checked first, so a valid key passes whatever others at
-	// its address tried; only failures count against the address.
+	// its address tried; only failures count against the address, and only
+	// failures are refused.
 	who, err := h.Worker.DB.AuthenticateOps(r.Context(), strings.TrimSpace(key))
 	if err != nil {
 		if store.ErrorCode(err) != store.NotFound {
 			h.fail(w, r, err)
 			return
 		}
-		if !h.failures.Allow(ratelimit.ClientAddr(r)) {
-			w.Header().Set("Retry-After", h.failures.RetryAfter())
+		if !h.failures.Allow(client) {
+			h.refused(r, http.StatusTooManyRequests, client, "unknown")
+			w.Header().Set("Retry-After", h.failures.RetryAfter(client))
 			writeError(w, http.StatusTooManyRequests, "too many failed ops-key attempts from this address; wait and send a valid key")
 			return
 		}
+		h.refused(r, http.StatusUnauthorized, client, "unknown")
 		unauthorized(w, "the ops key is not valid or has been revoked")
 		return
 	}
+	r = r.WithContext(context.WithValue(r.Context(), clientKey{}, client))
 	rest, ok := strings.CutPrefix(r.URL.Path, "/ops/v1/tenants/")
 	parts := strings.Split(strings.Trim(rest, "/"), "/")
 	switch {
@@ -80,11 +91,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(parts) == 2 && parts[1] == "sync" && r.Method == http.MethodPost:
 		h.startSync(w, r, parts[0], who)
 	case len(parts) == 2 && parts[1] == "runs" && r.Method == http.MethodGet:
-		if h.permit(w, who, parts[0], store.OpsRead, "reading runs") {
+		if h.permit(w, r, who, parts[0], store.OpsRead, "reading runs") {
 			h.runs(w, r, parts[0])
 		}
 	case len(parts) == 3 && parts[1] == "runs" && r.Method == http.MethodGet:
-		if h.permit(w, who, parts[0], store.OpsRead, "reading runs") {
+		if h.permit(w, r, who, parts[0], store.OpsRead, "reading runs") {
 			h.run(w, r, parts[0], parts[2])
 		}
 	case (len(parts) == 2 && (parts[1] == "sync" || parts[1] == "runs")) || (len(parts) == 3 && parts[1] == "runs"):
@@ -97,7 +108,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // permit reports whether key may do what (which needs role need) on tenant, and
 // answers 403, saying what the key lacks and how to get a key that has it,
 // when it may not.
-func (h *Handler) permit(w http.ResponseWriter, key store.OpsKey, tenant string, need store.OpsRole, what string) bool {
+func (h *Handler) permit(w http.ResponseWriter, r *http.Request, key store.OpsKey, tenant string, need store.OpsRole, what string) bool {
 	var lacks string
 	switch {
 	case !key.Covers(tenant):
@@ -108,11 +119,29 @@ func (h *Handler) permit(w http.ResponseWriter, key store.OpsKey, tenant string,
 		return true
 	}
 	if h.Log != nil {
-		h.Log.Info("ops request refused", "ops_key", key.Name, "tenant", tenant, "needs", string(need))
+		h.Log.Warn("ops request refused", "status", http.StatusForbidden, "method", r.Method, "client", clientOf(r),
+			"token_id", key.ID, "ops_key", key.Name, "tenant", tenant, "needs", string(need))
 	}
 	writeError(w, http.StatusForbidden, fmt.Sprintf("%s; an operator can issue a key that may: entrasync opskey create NAME --role %s --tenant %s",
 		lacks, need, tenant))
 	return false
+}
+
+// refused logs a request refused before its key was known: the client
+// address and, for a key that matched none, "unknown" in place of its id
+// ("none" when no key was sent). Never any part of the key.
+func (h *Handler) refused(r *http.Request, status int, client, tokenID string) {
+	if h.Log != nil {
+		h.Log.Warn("ops request refused", "status", status, "method", r.Method, "client", client, "token_id", tokenID)
+	}
+}
+
+type clientKey struct{}
+
+// clientOf is the client address of an authenticated request.
+func clientOf(r *http.Request) string {
+	c, _ := r.Context().Value(clientKey{}).(string)
+	return c
 }
 
 // boolParam reads a true/false query parameter; absent is false.
@@ -146,7 +175,7 @@ func (h *Handler) startSync(w http.ResponseWriter, r *http.Request, tenant strin
 	case opts.ConfirmDeletions:
 		need, what = store.OpsAdmin, "confirming deletions over the threshold (confirmDeletions=true)"
 	}
-	if !h.permit(w, who, tenant, need, what) {
+	if !h.permit(w, r, who, tenant, need, what) {
 		return
 	}
 	run, _, err := h.Worker.Start(r.Context(), tenant, opts)
@@ -166,7 +195,7 @@ func (h *Handler) startSync(w http.ResponseWriter, r *http.Request, tenant strin
 		return
 	}
 	if h.Log != nil {
-		h.Log.Info("pull started by the ops API", "tenant", tenant, "run", run.ID, "ops_key", who.Name, "full", opts.Full,
+		h.Log.Info("pull started by the ops API", "tenant", tenant, "run", run.ID, "ops_key", who.Name, "client", clientOf(r), "full", opts.Full,
 			"confirm_deletions", opts.ConfirmDeletions)
 	}
 	w.Header().Set("Location", "/ops/v1/tenants/"+tenant+"/runs/"+strconv.FormatInt(run.ID, 10))
@@ -241,5 +270,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // read by programs: "<key>" stays "<key>"
 	enc.Encode(v)
 }

@@ -1,12 +1,15 @@
 package opsapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -238,9 +241,12 @@ func TestKeyUnavailable(t *testing.T) {
 }
 
 // TestFailedAttemptsLimited: failed attempts are limited per address; a
-// valid key is never refused, from that address or another.
+// valid key is never refused, from that address or another (issue 7:
+// 30 bad keys from one address do not refuse a valid key from it).
 func TestFailedAttemptsLimited(t *testing.T) {
 	f := newFixture(t)
+	var logs bytes.Buffer
+	f.h.Log = slog.New(slog.NewJSONHandler(&logs, nil))
 	good := f.key("reader", store.OpsRead)
 	// The limiter's clock stands still: no token comes back mid-test.
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -248,7 +254,7 @@ func TestFailedAttemptsLimited(t *testing.T) {
 	f.h.failures.SetClock(func() time.Time { return now })
 	const attacker, neighbour = "198.51.100.7", "203.0.113.9"
 	limited := false
-	for i := range failureBurst + 5 {
+	for i := range 30 {
 		rec := f.do("GET", "/ops/v1/tenants/acme/runs", fmt.Sprintf("eso_guess%d", i), attacker+":40000")
 		if rec.Code == 429 {
 			if i < failureBurst {
@@ -270,7 +276,30 @@ func TestFailedAttemptsLimited(t *testing.T) {
 		}
 	}
 	if !limited {
-		t.Fatalf("%d failed attempts, none limited", failureBurst+5)
+		t.Fatal("30 failed attempts, none limited")
+	}
+	// Each refusal is logged with the client address and no key: "unknown"
+	// in place of the id, never any part of the secret.
+	var n401, n429 int
+	for _, line := range logLines(t, &logs) {
+		if line["msg"] != "ops request refused" {
+			continue
+		}
+		if line["client"] != attacker || line["token_id"] != "unknown" {
+			t.Fatalf("refusal logged without the client or with a token id: %v", line)
+		}
+		switch line["status"] {
+		case float64(401):
+			n401++
+		case float64(429):
+			n429++
+		}
+	}
+	if n401 != failureBurst || n429 != 30-failureBurst {
+		t.Fatalf("logged %d 401s and %d 429s; want %d and %d", n401, n429, failureBurst, 30-failureBurst)
+	}
+	if strings.Contains(logs.String(), "eso_guess") {
+		t.Fatal("a key was logged")
 	}
 	// Another address's failures are its own.
 	if rec := f.do("GET", "/ops/v1/tenants/acme/runs", "eso_typo", neighbour+":40000"); rec.Code != 401 {
@@ -283,6 +312,110 @@ func TestFailedAttemptsLimited(t *testing.T) {
 	}
 	if rec := f.do("GET", "/ops/v1/tenants/acme/runs", "eso_again", attacker+":40000"); rec.Code != 429 {
 		t.Fatalf("a second failed attempt after waiting one token's time: %d", rec.Code)
+	}
+}
+
+func logLines(t *testing.T, buf *bytes.Buffer) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestTrustedProxies: behind a trusted proxy the forwarded client is the
+// one limited and logged; from any other peer the headers are ignored.
+func TestTrustedProxies(t *testing.T) {
+	f := newFixture(t)
+	var logs bytes.Buffer
+	f.h.Log = slog.New(slog.NewJSONHandler(&logs, nil))
+	f.h.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC) // no token comes back mid-test
+	f.h.failures = ratelimit.New[string](failureRate, failureBurst)
+	f.h.failures.SetClock(func() time.Time { return now })
+	good := f.key("reader", store.OpsRead)
+	send := func(key, peer, xff string) int {
+		req := httptest.NewRequest("GET", "/ops/v1/tenants/acme/runs", nil)
+		req.RemoteAddr = peer
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("X-Forwarded-For", xff)
+		rec := httptest.NewRecorder()
+		f.h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	// One client behind the proxy exhausts its failures ...
+	for i := range failureBurst {
+		if code := send(fmt.Sprint("eso_bad", i), "10.0.0.2:1000", "198.51.100.1"); code != 401 {
+			t.Fatalf("failure %d: %d", i+1, code)
+		}
+	}
+	if code := send("eso_bad", "10.0.0.2:1000", "198.51.100.1"); code != 429 {
+		t.Fatalf("past the burst: %d", code)
+	}
+	// ... another behind the same proxy still gets its 401s, and valid keys pass.
+	if code := send("eso_bad", "10.0.0.2:1000", "198.51.100.2"); code != 401 {
+		t.Fatalf("another client behind the proxy: %d", code)
+	}
+	if code := send(good, "10.0.0.2:1000", "198.51.100.1"); code != 200 {
+		t.Fatalf("a valid key from the limited client: %d", code)
+	}
+	// An untrusted peer cannot escape its limit by naming another client.
+	for i := range failureBurst {
+		send(fmt.Sprint("eso_bad", i), "203.0.113.5:1000", fmt.Sprint("192.0.2.", i))
+	}
+	if code := send("eso_bad", "203.0.113.5:1000", "192.0.2.200"); code != 429 {
+		t.Fatalf("a spoofing peer past its burst: %d", code)
+	}
+	clients := map[any]bool{}
+	for _, line := range logLines(t, &logs) {
+		clients[line["client"]] = true
+	}
+	for _, want := range []string{"198.51.100.1", "198.51.100.2", "203.0.113.5"} {
+		if !clients[want] {
+			t.Errorf("no log line names client %s: %v", want, clients)
+		}
+	}
+	if clients["10.0.0.2"] || clients["192.0.2.200"] {
+		t.Errorf("a proxy or a spoofed address was logged as the client: %v", clients)
+	}
+}
+
+// TestNotHTMLEscaped: error texts arrive as written.
+func TestNotHTMLEscaped(t *testing.T) {
+	f := newFixture(t)
+	rec := f.do("GET", "/ops/v1/tenants/acme/runs", "", "192.0.2.1:1")
+	if !strings.Contains(rec.Body.String(), "Bearer <key>") {
+		t.Fatalf("error text escaped: %s", rec.Body)
+	}
+}
+
+// TestForbiddenLogged: a 403 names the client and the key's id.
+func TestForbiddenLogged(t *testing.T) {
+	f := newFixture(t)
+	var logs bytes.Buffer
+	f.h.Log = slog.New(slog.NewJSONHandler(&logs, nil))
+	secret := f.key("globex-reader", store.OpsRead, "globex")
+	if rec := f.do("GET", "/ops/v1/tenants/acme/runs", secret, "192.0.2.7:1"); rec.Code != 403 {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	keys, err := f.db.OpsKeys(ctx)
+	if err != nil || len(keys) != 1 {
+		t.Fatal(keys, err)
+	}
+	lines := logLines(t, &logs)
+	if len(lines) != 1 || lines[0]["status"] != float64(403) || lines[0]["client"] != "192.0.2.7" || lines[0]["token_id"] != keys[0].ID {
+		t.Fatalf("403 logged as %v; want client 192.0.2.7 and token_id %s", lines, keys[0].ID)
+	}
+	if strings.Contains(logs.String(), secret) {
+		t.Fatal("the key was logged")
 	}
 }
 
