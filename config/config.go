@@ -37,6 +37,7 @@ type Config struct {
 	SyncSchedule string        // sync_schedule: default cron spec of a tenant's pull
 	SyncWorkers  int           // sync_workers: tenants pulled at once
 	SyncJitter   time.Duration // sync_jitter: largest random delay before a scheduled pull
+	WriteWait    time.Duration // write_wait: longest wait for the database writer before a write answers 503
 }
 
 // setting describes one key: its name, help and how to parse it.
@@ -101,6 +102,14 @@ var settings = []setting{
 		c.RateLimit = f
 		return nil
 	}, func(c *Config) string { return strconv.FormatFloat(c.RateLimit, 'f', -1, 64) }},
+	{"write_wait", "longest a write waits for the database writer (this process's or another's lock) before it answers 503, e.g. 5s", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 10*time.Millisecond || d > 10*time.Minute {
+			return fmt.Errorf("want a duration from 10ms to 10m, such as 5s")
+		}
+		c.WriteWait = d
+		return nil
+	}, func(c *Config) string { return c.WriteWait.String() }},
 	{"redis", "Redis URL for delta tokens and run locks, e.g. redis://127.0.0.1:6379/0 (empty: keep them in the database)", func(c *Config, v string) error {
 		if v != "" {
 			u, err := url.Parse(v)
@@ -175,6 +184,7 @@ func Default() Config {
 		SyncSchedule: "@every 40m",
 		SyncWorkers:  4,
 		SyncJitter:   2 * time.Minute,
+		WriteWait:    5 * time.Second,
 	}
 }
 

@@ -44,6 +44,7 @@ type Server struct {
 	log       *slog.Logger
 	tenants   *ratelimit.Limiter[int64]  // per tenant
 	strangers *ratelimit.Limiter[string] // per client address, for failed authentication
+	writing   resourceLocks              // PUTs and PATCHes of one resource queue here
 }
 
 // DefaultBodyLimit is the request body cap when none is configured.

@@ -207,7 +207,7 @@ Every command takes --config FILE, --db PATH and the other settings as flags
 
 // openStore opens the configured database.
 func openStore(e *env, cfg config.Config) (*store.DB, error) {
-	db, err := store.Open(e.ctx, cfg.DB)
+	db, err := store.OpenWith(e.ctx, cfg.DB, store.Options{WriteWait: cfg.WriteWait})
 	if err != nil {
 		return nil, fmt.Errorf("%v (setting db, flag --db)", err)
 	}
