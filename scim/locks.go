@@ -2,7 +2,9 @@ package scim
 
 import (
 	"context"
+	"fmt"
 	gosync "sync"
+	"time"
 
 	"github.com/entrasync/entrasync/store"
 )
@@ -29,8 +31,9 @@ type resourceLock struct {
 	refs int           // holders and waiters; the lock is dropped at 0
 }
 
-// lock waits for the resource, or for ctx to end, and returns its unlock.
-func (l *resourceLocks) lock(ctx context.Context, key resourceKey) (unlock func(), err error) {
+// lock waits for the resource, at most wait (the store's write wait, past
+// which a write is Busy too) or until ctx ends, and returns its unlock.
+func (l *resourceLocks) lock(ctx context.Context, key resourceKey, wait time.Duration) (unlock func(), err error) {
 	l.mu.Lock()
 	if l.locks == nil {
 		l.locks = map[resourceKey]*resourceLock{}
@@ -49,11 +52,17 @@ func (l *resourceLocks) lock(ctx context.Context, key resourceKey) (unlock func(
 		}
 		l.mu.Unlock()
 	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	select {
 	case e.held <- struct{}{}:
 		return func() { <-e.held; drop() }, nil
 	case <-ctx.Done():
 		drop()
 		return nil, ctx.Err()
+	case <-timer.C:
+		drop()
+		return nil, &store.Error{Code: store.Busy, RetryAfter: max(wait.Round(time.Second), time.Second),
+			Message: fmt.Sprintf("another request has been changing this %s for longer than the write wait (%s); retry in a moment", key.kind, wait)}
 	}
 }

@@ -324,7 +324,7 @@ func pinned(r *http.Request) bool {
 // elsewhere moved the version in between, the whole attempt is redone
 // (unless the client pinned the version), at most writeAttempts times.
 func (s *Server) readEvaluateWrite(r *http.Request, ep *endpoint, id string, attempt func() error) error {
-	unlock, err := s.writing.lock(r.Context(), resourceKey{tenantOf(r.Context()).ID, ep.kind, id})
+	unlock, err := s.writing.lock(r.Context(), resourceKey{tenantOf(r.Context()).ID, ep.kind, id}, s.db.WriteWait())
 	if err != nil {
 		return err
 	}

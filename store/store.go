@@ -372,6 +372,9 @@ func (db *DB) busy() error {
 		Message: fmt.Sprintf("the database is busy: another write held it for longer than the write wait (%s); retry in a moment", db.writeWait)}
 }
 
+// WriteWait is how long a write waits for the writer before it is Busy.
+func (db *DB) WriteWait() time.Duration { return db.writeWait }
+
 // Now is the time the transaction stamps what it writes with.
 func (tx *Tx) Now() time.Time { return tx.now }
 
