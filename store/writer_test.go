@@ -228,3 +228,77 @@ func TestWriteStats(t *testing.T) {
 		t.Fatalf("hold histogram inconsistent: %+v", after.Hold)
 	}
 }
+
+// TestPreparedWrites: a prepared document is what Insert and Update store;
+// Update reports the state before from the row's columns; writing what is
+// stored changes nothing, not even the version; CheckVersion and Revision
+// read the version alone.
+func TestPreparedWrites(t *testing.T) {
+	db := openWith(t, filepath.Join(t.TempDir(), "prep.db"), time.Second)
+	var tn store.Tenant
+	u := &store.Resource{Kind: store.UserKind, Doc: map[string]any{"userName": "ada", "active": true, "title": "CTO"}}
+	if err := u.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	err := db.Write(bg, func(tx *store.Tx) error {
+		var err error
+		if tn, err = tx.CreateTenant("acme"); err != nil {
+			return err
+		}
+		return tx.Insert(tn.ID, u)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	update := func(doc map[string]any, ifVersion int64) (store.Prior, bool, *store.Resource, error) {
+		r := &store.Resource{Kind: store.UserKind, ID: u.ID, Doc: doc}
+		if err := r.Prepare(); err != nil {
+			t.Fatal(err)
+		}
+		var prior store.Prior
+		var changed bool
+		err := db.Write(bg, func(tx *store.Tx) error {
+			var err error
+			prior, changed, err = tx.Update(tn.ID, r, ifVersion)
+			return err
+		})
+		return prior, changed, r, err
+	}
+	prior, changed, r, err := update(map[string]any{"userName": "ada", "active": false, "title": "CTO"}, 1)
+	if err != nil || !changed || prior.Version != 1 || !prior.Active || r.Version != 2 {
+		t.Fatalf("deactivate: %+v %v %+v %v", prior, changed, r, err)
+	}
+	prior, changed, r, err = update(map[string]any{"title": "CTO", "active": false, "userName": "ada"}, 2)
+	if err != nil || changed || prior.Active || r.Version != 2 {
+		t.Fatalf("replay: %+v %v %+v %v", prior, changed, r, err)
+	}
+	if _, _, _, err = update(map[string]any{"userName": "ada"}, 1); store.ErrorCode(err) != store.Precondition {
+		t.Fatalf("stale update: %v", err)
+	}
+	got, err := db.Get(bg, tn.ID, store.UserKind, u.ID)
+	if err != nil || got.Version != 2 || got.Active() || got.Str("title") != "CTO" {
+		t.Fatalf("stored: %+v %v", got, err)
+	}
+	err = db.Write(bg, func(tx *store.Tx) error {
+		if v, _, err := tx.Revision(tn.ID, store.UserKind, u.ID); err != nil || v != 2 {
+			t.Errorf("Revision = %d, %v", v, err)
+		}
+		if err := tx.CheckVersion(tn.ID, store.UserKind, u.ID, 2); err != nil {
+			t.Errorf("CheckVersion(current): %v", err)
+		}
+		if err := tx.CheckVersion(tn.ID, store.UserKind, u.ID, 1); store.ErrorCode(err) != store.Precondition {
+			t.Errorf("CheckVersion(stale): %v", err)
+		}
+		if err := tx.CheckVersion(tn.ID, store.UserKind, "nope", 1); store.ErrorCode(err) != store.NotFound {
+			t.Errorf("CheckVersion(missing): %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := &store.Resource{Kind: store.UserKind, Doc: map[string]any{"userName": "x", "bad": func() {}}}
+	if err := bad.Prepare(); store.ErrorCode(err) != store.Invalid {
+		t.Fatalf("Prepare of an unencodable document: %v", err)
+	}
+}
