@@ -49,8 +49,9 @@ type Config struct {
 	SyncWorkers  int           // sync_workers: tenants pulled at once
 	SyncJitter   time.Duration // sync_jitter: largest random delay before a scheduled pull
 
-	TLSCert string // tls_cert: PEM certificate chain file; with tls_key, serve HTTPS
-	TLSKey  string // tls_key: PEM private key file of tls_cert
+	TLSCert   string        // tls_cert: PEM certificate chain file; with tls_key, serve HTTPS
+	TLSKey    string        // tls_key: PEM private key file of tls_cert
+	WriteWait time.Duration // write_wait: longest wait for the database writer before a write answers 503
 }
 
 // setting describes one key: its name, help and how to parse it.
@@ -167,6 +168,14 @@ var settings = []setting{
 		c.MemoryLimit = n
 		return nil
 	}, func(c *Config) string { return formatSize(c.MemoryLimit) }},
+	{"write_wait", "longest a write waits for the database writer (this process's or another's lock) before it answers 503, e.g. 5s", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 10*time.Millisecond || d > 10*time.Minute {
+			return fmt.Errorf("want a duration from 10ms to 10m, such as 5s")
+		}
+		c.WriteWait = d
+		return nil
+	}, func(c *Config) string { return c.WriteWait.String() }},
 	{"redis", "Redis URL for delta tokens and run locks, e.g. redis://127.0.0.1:6379/0 (empty: keep them in the database)", func(c *Config, v string) error {
 		if v != "" {
 			u, err := url.Parse(v)
@@ -299,6 +308,7 @@ func Default() Config {
 		MaxValues:       schema.DefaultMaxValues,
 		MaxValueLength:  schema.DefaultMaxValueLength,
 		MaxDocumentSize: schema.DefaultMaxDocumentSize,
+		WriteWait:       5 * time.Second,
 	}
 }
 

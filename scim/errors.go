@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/entrasync/entrasync/scim/filter"
 	"github.com/entrasync/entrasync/scim/schema"
@@ -15,6 +16,8 @@ type apiError struct {
 	Status   int
 	ScimType string
 	Detail   string
+	// RetryAfter, when set, is sent as Retry-After (RFC 9110 §10.2.3).
+	RetryAfter time.Duration
 }
 
 func (e *apiError) Error() string { return e.Detail }
@@ -55,6 +58,12 @@ func asAPIError(err error) (e *apiError, internal bool) {
 			return errorf(http.StatusPreconditionFailed, "", de.Message), false
 		case store.Invalid:
 			return errorf(http.StatusBadRequest, "invalidValue", de.Message), false
+		case store.Busy:
+			// The writer stayed taken: the service, not the request, is at
+			// fault, and a retry soon will likely succeed (RFC 7644 §3.12).
+			e := errorf(http.StatusServiceUnavailable, "", de.Message)
+			e.RetryAfter = max(de.RetryAfter, time.Second)
+			return e, false
 		}
 	}
 	var tooBig *http.MaxBytesError
@@ -91,6 +100,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if e.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="entrasync"`)
+	}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
 	}
 	writeJSON(w, e.Status, errorBody{
 		Schemas:  []string{schema.ErrorURN},

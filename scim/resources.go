@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/entrasync/entrasync/scim/filter"
 	"github.com/entrasync/entrasync/scim/patch"
@@ -16,9 +17,10 @@ import (
 const (
 	defaultCount = 100
 	maxCount     = 1000 // advertised as filter.maxResults
-	// patchAttempts bounds how often a PATCH is redone when a concurrent
-	// write moved the resource's version under it.
-	patchAttempts = 5
+	// writeAttempts bounds how often a PUT or PATCH is redone when a
+	// concurrent write moved the resource's version between its read and
+	// its write.
+	writeAttempts = 5
 )
 
 func (s *Server) resource(w http.ResponseWriter, r *http.Request, ep *endpoint, id string) {
@@ -78,10 +80,10 @@ func (s *Server) readResource(w http.ResponseWriter, r *http.Request, ep *endpoi
 	if ep.kind != store.GroupKind {
 		return doc, nil, false, nil
 	}
-	raw, given := doc["members"]
+	raw := doc["members"]
 	delete(doc, "members")
 	list, _ := raw.([]any)
-	var ids []string
+	ids := []string{}
 	for _, m := range list {
 		el, _ := m.(map[string]any)
 		if v, ok := el["value"].(string); ok && v != "" {
@@ -90,15 +92,16 @@ func (s *Server) readResource(w http.ResponseWriter, r *http.Request, ep *endpoi
 			return nil, nil, false, errorf(http.StatusBadRequest, "invalidValue", "each member needs a \"value\" with the member's id")
 		}
 	}
-	if given && ids == nil {
-		ids = []string{}
-	}
-	return doc, ids, given || hasKeyFold(in, "members"), nil
+	// "members": [] empties the group; "members": null, like no members
+	// at all, is not given (RFC 7643 §2.5: null is unassigned).
+	return doc, ids, hasNonNull(in, "members"), nil
 }
 
-func hasKeyFold(m map[string]any, key string) bool {
-	for k := range m {
-		if strings.EqualFold(k, key) {
+// hasNonNull reports whether m has key, in any case, with a value that is
+// not null.
+func hasNonNull(m map[string]any, key string) bool {
+	for k, v := range m {
+		if strings.EqualFold(k, key) && v != nil {
 			return true
 		}
 	}
@@ -310,14 +313,46 @@ func ifMatch(r *http.Request, res store.Resource) error {
 	return errorf(http.StatusPreconditionFailed, "", "the resource has changed: its version is now "+etag(res.Version))
 }
 
+// pinned reports whether the client named the version it writes over
+// (If-Match with an entity tag): then a moved version is its 412, not a
+// reason to redo the request.
+func pinned(r *http.Request) bool {
+	h := strings.TrimSpace(r.Header.Get("If-Match"))
+	return h != "" && h != "*"
+}
+
+// readEvaluateWrite runs attempt: read the resource from the read pool,
+// work out and encode the change, and apply it guarded by the version read,
+// so that the write transaction holds only that check and the writes. This
+// process's writes of the resource queue (resourceLocks); when a write from
+// elsewhere moved the version in between, the whole attempt is redone
+// (unless the client pinned the version), at most writeAttempts times.
+func (s *Server) readEvaluateWrite(r *http.Request, ep *endpoint, id string, attempt func() error) error {
+	unlock, err := s.writing.lock(r.Context(), resourceKey{tenantOf(r.Context()).ID, ep.kind, id}, s.db.WriteWait())
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for n := 1; ; n++ {
+		err := attempt()
+		if store.ErrorCode(err) != store.Precondition || pinned(r) {
+			return err
+		}
+		if n == writeAttempts {
+			return &store.Error{Code: store.Busy, RetryAfter: time.Second,
+				Message: "the resource changed " + strconv.Itoa(n) + " times while this request was applied to it; retry"}
+		}
+	}
+}
+
 func (s *Server) replace(w http.ResponseWriter, r *http.Request, ep *endpoint, id string) error {
 	doc, members, membersGiven, err := s.readResource(w, r, ep)
 	if err != nil {
 		return err
 	}
 	t := tenantOf(r.Context())
-	err = s.db.Write(r.Context(), func(tx *store.Tx) error {
-		cur, err := tx.Get(t.ID, ep.kind, id)
+	err = s.readEvaluateWrite(r, ep, id, func() error {
+		cur, err := s.db.Get(r.Context(), t.ID, ep.kind, id)
 		if err != nil {
 			return err
 		}
@@ -325,13 +360,13 @@ func (s *Server) replace(w http.ResponseWriter, r *http.Request, ep *endpoint, i
 			return err
 		}
 		res := &store.Resource{Kind: ep.kind, ID: id, EntraID: cur.EntraID, Doc: doc}
-		cs := sync.ChangeSet{{Op: sync.Update, Resource: res}}
+		cs := sync.ChangeSet{{Op: sync.Update, Resource: res, IfVersion: cur.Version}}
 		// Members left out of a PUT are kept: a client that omits them must
 		// not empty a group by accident (RFC 7644 §3.5.1 leaves this to us).
 		if membersGiven {
 			cs = append(cs, sync.Change{Op: sync.SetMembers, ID: id, Members: members})
 		}
-		_, err = sync.ApplyTx(tx, t.ID, cs)
+		_, err = sync.Apply(r.Context(), s.db, t.ID, cs)
 		return err
 	})
 	if err != nil {
@@ -401,36 +436,36 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, ep *endpoint, id 
 		return err
 	}
 	t := tenantOf(r.Context())
-	// Read, patch and write in one transaction, so concurrent PATCHes of one
-	// resource (Entra sends several at once) apply one after the other. A
-	// store that lets transactions interleave reports Precondition instead;
-	// then the PATCH is redone on the newer state.
-	for attempt := 1; ; attempt++ {
-		err = s.db.Write(r.Context(), func(tx *store.Tx) error {
-			cur, err := tx.Get(t.ID, ep.kind, id)
-			if err != nil {
-				return err
-			}
-			if err := ifMatch(r, cur); err != nil {
-				return err
-			}
-			doc, memberOps, err := patch.ApplyWithin(ep.rt, cur.Doc, ops, s.limits)
-			if err != nil {
-				return err
-			}
-			res := &store.Resource{Kind: ep.kind, ID: id, EntraID: cur.EntraID, Doc: doc}
-			cs := sync.ChangeSet{{Op: sync.Update, Resource: res, IfVersion: cur.Version}}
-			for _, m := range memberOps {
-				op := map[string]sync.Op{"add": sync.AddMembers, "remove": sync.RemoveMembers, "set": sync.SetMembers}[m.Kind]
-				cs = append(cs, sync.Change{Op: op, ID: id, Members: m.IDs})
-			}
-			_, err = sync.ApplyTx(tx, t.ID, cs)
+	// Read, patch and encode before the write, which checks the version read.
+	err = s.readEvaluateWrite(r, ep, id, func() error {
+		cur, err := s.db.Get(r.Context(), t.ID, ep.kind, id)
+		if err != nil {
 			return err
-		})
-		if store.ErrorCode(err) != store.Precondition || attempt == patchAttempts || r.Header.Get("If-Match") != "" {
-			break
 		}
-	}
+		if err := ifMatch(r, cur); err != nil {
+			return err
+		}
+		doc, memberOps, err := patch.ApplyWithin(ep.rt, cur.Doc, ops, s.limits)
+		if err != nil {
+			return err
+		}
+		var cs sync.ChangeSet
+		// A PATCH that leaves the document as it read it (a group's member
+		// changes, or a replay) writes no document, so needs no version
+		// guard either: member changes do not depend on what was read, and
+		// concurrent member PATCHes of one group then never redo each
+		// other. An If-Match is still checked where the writes happen.
+		if !store.SameDoc(doc, cur.Doc) || pinned(r) {
+			res := &store.Resource{Kind: ep.kind, ID: id, EntraID: cur.EntraID, Doc: doc}
+			cs = append(cs, sync.Change{Op: sync.Update, Resource: res, IfVersion: cur.Version})
+		}
+		for _, m := range memberOps {
+			op := map[string]sync.Op{"add": sync.AddMembers, "remove": sync.RemoveMembers, "set": sync.SetMembers}[m.Kind]
+			cs = append(cs, sync.Change{Op: op, ID: id, Members: m.IDs})
+		}
+		_, err = sync.Apply(r.Context(), s.db, t.ID, cs)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -445,20 +480,20 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, ep *endpoint, id 
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, ep *endpoint, id string) error {
 	t := tenantOf(r.Context())
-	err := s.db.Write(r.Context(), func(tx *store.Tx) error {
-		if r.Header.Get("If-Match") != "" {
-			cur, err := tx.Get(t.ID, ep.kind, id)
-			if err != nil {
-				return err
-			}
-			if err := ifMatch(r, cur); err != nil {
-				return err
-			}
+	cs := sync.ChangeSet{{Op: sync.Delete, Kind: ep.kind, ID: id}}
+	if r.Header.Get("If-Match") != "" {
+		cur, err := s.db.Get(r.Context(), t.ID, ep.kind, id)
+		if err != nil {
+			return err
 		}
-		_, err := sync.ApplyTx(tx, t.ID, sync.ChangeSet{{Op: sync.Delete, Kind: ep.kind, ID: id}})
-		return err
-	})
-	if err != nil {
+		if err := ifMatch(r, cur); err != nil {
+			return err
+		}
+		if pinned(r) {
+			cs[0].IfVersion = cur.Version
+		}
+	}
+	if _, err := sync.Apply(r.Context(), s.db, t.ID, cs); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

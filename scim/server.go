@@ -58,7 +58,8 @@ type Server struct {
 	tenants   *ratelimit.Limiter[int64]  // per tenant
 	strangers *ratelimit.Limiter[string] // per client address, for failed authentication
 	proxies   []netip.Prefix
-	members   memberPager // the store; a test may count what is asked of it
+	members   memberPager   // the store; a test may count what is asked of it
+	writing   resourceLocks // PUTs and PATCHes of one resource queue here
 }
 
 // memberPager reads a group's members a page at a time (store.DB).

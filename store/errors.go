@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	"modernc.org/sqlite"
 )
 
 // Code classifies an error so each edge (SCIM, CLI, ops API) can map it once.
@@ -16,6 +19,7 @@ const (
 	Precondition Code = "precondition" // the object changed since it was read
 	Invalid      Code = "invalid"      // the input cannot be stored as given
 	Unavailable  Code = "unavailable"  // the service cannot do this now: a setting or a dependency is missing
+	Busy         Code = "busy"         // the writer stayed taken past the write wait: retry later
 	Internal     Code = "internal"
 )
 
@@ -23,6 +27,8 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	// RetryAfter is, for Busy, when a retry is worth trying.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -39,6 +45,23 @@ func ErrorCode(err error) Code {
 		return e.Code
 	}
 	return Internal
+}
+
+// RetryAfter returns the RetryAfter of a Busy error in err's chain, or 0.
+func RetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) && e.Code == Busy {
+		return e.RetryAfter
+	}
+	return 0
+}
+
+// isBusy recognises SQLite's SQLITE_BUSY (and its extended codes): another
+// connection, usually another process on the same file, held the lock past
+// busy_timeout.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == 5 // SQLITE_BUSY
 }
 
 // errNoRows reports a missing row.

@@ -81,10 +81,9 @@ func flatten(rows []attrRow, path string, idx int, v any) []attrRow {
 	return rows
 }
 
-// index writes the attribute index rows of r, in multi-row statements.
-func (tx *Tx) index(tenant int64, r *Resource) error {
-	rows := indexRows(r.Doc)
-	tag := r.Kind.info().tag
+// index writes a resource's attribute index rows, in multi-row statements.
+func (tx *Tx) index(tenant int64, kind Kind, id string, rows []attrRow) error {
+	tag := kind.info().tag
 	const perStatement = 100
 	for len(rows) > 0 {
 		n := min(len(rows), perStatement)
@@ -96,7 +95,7 @@ func (tx *Tx) index(tenant int64, r *Resource) error {
 				sb.WriteString(", ")
 			}
 			sb.WriteString("(?, ?, ?, ?, ?, ?, ?)")
-			args = append(args, tenant, tag, r.ID, a.path, a.idx, a.value, fold(a.value))
+			args = append(args, tenant, tag, id, a.path, a.idx, a.value, fold(a.value))
 		}
 		if _, err := tx.exec(sb.String(), args...); err != nil {
 			return err

@@ -32,6 +32,59 @@ type Resource struct {
 	Created      time.Time
 	LastModified time.Time
 	Doc          map[string]any
+
+	enc *encoded // Doc as the next Insert or Update stores it (Prepare)
+}
+
+// encoded is a document as a write stores it: its JSON, its lookup
+// columns and its attribute index rows.
+type encoded struct {
+	doc    string
+	names  []string
+	values []any
+	rows   []attrRow
+}
+
+// Prepare encodes r's document for the next Insert or Update of r, so that
+// the write transaction holds the writer only to check and write. Insert
+// and Update use the encoding once; without one they encode themselves.
+// Prepare again after changing Doc. A document that cannot be stored is
+// an Invalid error.
+func (r *Resource) Prepare() error {
+	enc, err := encode(r.Kind, r.Doc)
+	if err != nil {
+		return err
+	}
+	r.enc = enc
+	return nil
+}
+
+func encode(k Kind, doc map[string]any) (*encoded, error) {
+	b, err := marshalDoc(doc)
+	if err != nil {
+		return nil, Errorf(Invalid, "cannot store %s: %v", k, err)
+	}
+	names, values := k.info().columns(doc)
+	return &encoded{doc: string(b), names: names, values: values, rows: indexRows(doc)}, nil
+}
+
+// encoding returns r's prepared encoding, once, or encodes it now.
+func (r *Resource) encoding() (*encoded, error) {
+	if enc := r.enc; enc != nil {
+		r.enc = nil
+		return enc, nil
+	}
+	return encode(r.Kind, r.Doc)
+}
+
+// SameDoc reports whether two documents are the same once stored.
+func SameDoc(a, b map[string]any) bool {
+	ea, err := marshalDoc(a)
+	if err != nil {
+		return false
+	}
+	eb, err := marshalDoc(b)
+	return err == nil && bytes.Equal(ea, eb)
 }
 
 // Str returns the string attribute name of the document, or "".
@@ -51,11 +104,12 @@ func (r Resource) Active() bool {
 type kindInfo struct {
 	table   string
 	tag     string // attrs.resource
+	active  string // SQL for the active flag
 	columns func(doc map[string]any) (names []string, values []any)
 }
 
 var kinds = map[Kind]kindInfo{
-	UserKind: {table: "users", tag: "U", columns: func(doc map[string]any) ([]string, []any) {
+	UserKind: {table: "users", tag: "U", active: "active", columns: func(doc map[string]any) ([]string, []any) {
 		userName, _ := doc["userName"].(string)
 		display, _ := doc["displayName"].(string)
 		active, ok := doc["active"].(bool)
@@ -65,7 +119,7 @@ var kinds = map[Kind]kindInfo{
 		return []string{"user_name", "user_name_fold", "external_id", "display_name", "display_fold", "active"},
 			[]any{userName, fold(userName), nullable(doc["externalId"]), nullable(doc["displayName"]), nullable(fold(display)), active}
 	}},
-	GroupKind: {table: "groups", tag: "G", columns: func(doc map[string]any) ([]string, []any) {
+	GroupKind: {table: "groups", tag: "G", active: "1", columns: func(doc map[string]any) ([]string, []any) {
 		display, _ := doc["displayName"].(string)
 		return []string{"external_id", "display_name", "display_fold"},
 			[]any{nullable(doc["externalId"]), display, fold(display)}
@@ -163,19 +217,18 @@ func (tx *Tx) Insert(tenant int64, r *Resource) error {
 	if r.ID == "" {
 		r.ID = NewID()
 	}
+	enc, err := r.encoding()
+	if err != nil {
+		return err
+	}
 	if r.Kind == UserKind {
 		if err := tx.checkUserName(tenant, r.Str("userName"), ""); err != nil {
 			return err
 		}
 	}
-	doc, err := marshalDoc(r.Doc)
-	if err != nil {
-		return Errorf(Invalid, "cannot store %s: %v", r.Kind, err)
-	}
 	r.Version, r.Created, r.LastModified = 1, tx.now, tx.now
-	names, values := ki.columns(r.Doc)
-	names = append([]string{"tenant_id", "id", "entra_id", "version", "created_at", "modified_at", "doc"}, names...)
-	values = append([]any{tenant, r.ID, nullable(strings.ToLower(r.EntraID)), r.Version, formatTime(tx.now), formatTime(tx.now), string(doc)}, values...)
+	names := append([]string{"tenant_id", "id", "entra_id", "version", "created_at", "modified_at", "doc"}, enc.names...)
+	values := append([]any{tenant, r.ID, nullable(strings.ToLower(r.EntraID)), r.Version, formatTime(tx.now), formatTime(tx.now), enc.doc}, enc.values...)
 	_, err = tx.exec(`INSERT INTO `+ki.table+` (`+strings.Join(names, ", ")+`) VALUES (`+placeholders(len(names))+`)`, values...)
 	if isUniqueViolation(err) {
 		return tx.uniquenessError(tenant, r, err)
@@ -183,61 +236,105 @@ func (tx *Tx) Insert(tenant int64, r *Resource) error {
 	if err != nil {
 		return err
 	}
-	return tx.index(tenant, r)
+	return tx.index(tenant, r.Kind, r.ID, enc.rows)
+}
+
+// Prior is what an Update found stored before it: read from the row's
+// columns, without decoding the stored document.
+type Prior struct {
+	Version int64
+	Active  bool // a user's active flag; true for a group
 }
 
 // Update replaces a stored resource's document (and Entra id). With
 // ifVersion > 0 it fails with Precondition unless the stored version is
 // ifVersion. Writing what is already stored changes nothing, not even the
 // version, so replaying a change is harmless; changed reports whether it
-// wrote, prev is the state before.
-func (tx *Tx) Update(tenant int64, r *Resource, ifVersion int64) (prev Resource, changed bool, err error) {
+// wrote, prior tells the state before.
+func (tx *Tx) Update(tenant int64, r *Resource, ifVersion int64) (prior Prior, changed bool, err error) {
 	ki := r.Kind.info()
-	cur, err := tx.Get(tenant, r.Kind, r.ID)
+	enc, err := r.encoding()
 	if err != nil {
-		return Resource{}, false, err
+		return Prior{}, false, err
 	}
-	changed, err = tx.update(tenant, ki, cur, r, ifVersion)
-	return cur, changed, err
-}
-
-func (tx *Tx) update(tenant int64, ki kindInfo, cur Resource, r *Resource, ifVersion int64) (changed bool, err error) {
+	var cur struct {
+		Version    int64          `db:"version"`
+		EntraID    sql.NullString `db:"entra_id"`
+		CreatedAt  string         `db:"created_at"`
+		ModifiedAt string         `db:"modified_at"`
+		Doc        string         `db:"doc"`
+		Active     bool           `db:"active"`
+	}
+	err = tx.get(&cur, `SELECT version, entra_id, created_at, modified_at, doc, `+ki.active+` AS active FROM `+ki.table+` WHERE tenant_id = ? AND id = ?`, tenant, r.ID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Prior{}, false, Errorf(NotFound, "%s %q not found", r.Kind, r.ID)
+	}
+	if err != nil {
+		return Prior{}, false, err
+	}
+	prior = Prior{Version: cur.Version, Active: cur.Active}
 	if ifVersion > 0 && cur.Version != ifVersion {
-		return false, Errorf(Precondition, "%s %q was modified (version %d, expected %d)", r.Kind, r.ID, cur.Version, ifVersion)
+		return prior, false, Errorf(Precondition, "%s %q was modified (version %d, expected %d)", r.Kind, r.ID, cur.Version, ifVersion)
 	}
-	doc, err := marshalDoc(r.Doc)
-	if err != nil {
-		return false, Errorf(Invalid, "cannot store %s: %v", r.Kind, err)
-	}
-	curDoc, _ := marshalDoc(cur.Doc)
-	if bytes.Equal(doc, curDoc) && strings.EqualFold(cur.EntraID, r.EntraID) {
-		*r = cur
-		return false, nil
+	// Stored documents are marshalDoc's bytes, so equal text is an equal document.
+	if cur.Doc == enc.doc && strings.EqualFold(cur.EntraID.String, r.EntraID) {
+		r.EntraID, r.Version, r.Created, r.LastModified = cur.EntraID.String, cur.Version, parseTime(cur.CreatedAt), parseTime(cur.ModifiedAt)
+		return prior, false, nil
 	}
 	if r.Kind == UserKind {
 		if err := tx.checkUserName(tenant, r.Str("userName"), r.ID); err != nil {
-			return false, err
+			return prior, false, err
 		}
 	}
-	names, values := ki.columns(r.Doc)
-	set := make([]string, 0, len(names)+4)
-	for _, n := range names {
+	set := make([]string, 0, len(enc.names)+4)
+	for _, n := range enc.names {
 		set = append(set, n+" = ?")
 	}
 	set = append(set, "entra_id = ?", "version = version + 1", "modified_at = ?", "doc = ?")
-	values = append(values, nullable(strings.ToLower(r.EntraID)), formatTime(tx.now), string(doc), tenant, r.ID)
+	values := append(append([]any{}, enc.values...), nullable(strings.ToLower(r.EntraID)), formatTime(tx.now), enc.doc, tenant, r.ID)
 	_, err = tx.exec(`UPDATE `+ki.table+` SET `+strings.Join(set, ", ")+` WHERE tenant_id = ? AND id = ?`, values...)
 	if isUniqueViolation(err) {
-		return false, tx.uniquenessError(tenant, r, err)
+		return prior, false, tx.uniquenessError(tenant, r, err)
 	}
 	if err != nil {
-		return false, err
+		return prior, false, err
 	}
-	r.Version, r.Created, r.LastModified = cur.Version+1, cur.Created, tx.now
+	r.Version, r.Created, r.LastModified = cur.Version+1, parseTime(cur.CreatedAt), tx.now
 	if _, err := tx.exec(`DELETE FROM attrs WHERE tenant_id = ? AND resource = ? AND resource_id = ?`, tenant, ki.tag, r.ID); err != nil {
-		return false, err
+		return prior, false, err
 	}
-	return true, tx.index(tenant, r)
+	return prior, true, tx.index(tenant, r.Kind, r.ID, enc.rows)
+}
+
+// CheckVersion fails with NotFound when the resource is not stored and with
+// Precondition when its version is not version: the check of an If-Match,
+// inside the transaction that then writes.
+func (tx *Tx) CheckVersion(tenant int64, kind Kind, id string, version int64) error {
+	cur, _, err := tx.Revision(tenant, kind, id)
+	if err != nil {
+		return err
+	}
+	if cur != version {
+		return Errorf(Precondition, "%s %q was modified (version %d, expected %d)", kind, id, cur, version)
+	}
+	return nil
+}
+
+// Revision returns a stored resource's version and last-modified stamp as
+// this transaction sees them, without reading its document.
+func (tx *Tx) Revision(tenant int64, kind Kind, id string) (version int64, modified time.Time, err error) {
+	var row struct {
+		Version    int64  `db:"version"`
+		ModifiedAt string `db:"modified_at"`
+	}
+	err = tx.get(&row, `SELECT version, modified_at FROM `+kind.info().table+` WHERE tenant_id = ? AND id = ?`, tenant, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, time.Time{}, Errorf(NotFound, "%s %q not found", kind, id)
+	}
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	return row.Version, parseTime(row.ModifiedAt), nil
 }
 
 // Delete removes a resource, its index rows and every membership it has,

@@ -5,7 +5,10 @@
 // PostgreSQL differs in one spot.
 //
 // Reads run on a pool of connections; every write runs in DB.Write, one
-// transaction committed before Write returns.
+// transaction committed before Write returns. There is one writer, so a
+// write transaction holds only the version checks and the writes: callers
+// read, evaluate and encode (Resource.Prepare) before it. A write that
+// cannot have the writer within the write wait fails with Busy.
 package store
 
 import (
@@ -21,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	gosync "sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -36,7 +40,29 @@ type DB struct {
 	read    *sqlx.DB
 	dialect dialect
 	now     func() time.Time
+
+	// writer is the right to use write, taken by Write before it begins: a
+	// wait for it can be bounded, where database/sql's pool wait cannot
+	// without also bounding the transaction.
+	writer    chan struct{}
+	writeWait time.Duration
+	stats     writeStats
+	stamps    stamps
+	closeOnce gosync.Once
 }
+
+// Options tune an open store; the zero value means the defaults.
+type Options struct {
+	// WriteWait bounds how long a write waits for the writer, both for this
+	// process's one write connection and for SQLite's lock when another
+	// process holds it; past it, Write fails with Busy. 0: DefaultWriteWait.
+	WriteWait time.Duration
+}
+
+// DefaultWriteWait is the write wait when none is configured: long enough
+// for any healthy write to finish, short enough that a client hears 503
+// and retries instead of timing out.
+const DefaultWriteWait = 5 * time.Second
 
 type dialect struct {
 	name string // "sqlite" or "postgres"
@@ -45,10 +71,15 @@ type dialect struct {
 // Open opens (creating when needed) the database named by dsn and brings its
 // schema up to date. A dsn is a file path or a "file:" URI for SQLite.
 func Open(ctx context.Context, dsn string) (*DB, error) {
+	return OpenWith(ctx, dsn, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	if isPostgres(dsn) {
 		return nil, errors.New("store: PostgreSQL is not supported yet; use a SQLite file path")
 	}
-	return openSQLite(ctx, dsn, false)
+	return openSQLite(ctx, dsn, false, opts)
 }
 
 // OpenReadOnly opens an existing database for reading only: it creates no
@@ -59,7 +90,7 @@ func OpenReadOnly(ctx context.Context, dsn string) (*DB, error) {
 	if isPostgres(dsn) {
 		return nil, errors.New("store: PostgreSQL is not supported yet; use a SQLite file path")
 	}
-	return openSQLite(ctx, dsn, true)
+	return openSQLite(ctx, dsn, true, Options{})
 }
 
 func isPostgres(dsn string) bool {
@@ -74,7 +105,10 @@ func sqlitePath(dsn string) string {
 	return path
 }
 
-func openSQLite(ctx context.Context, dsn string, readOnly bool) (*DB, error) {
+func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*DB, error) {
+	if opts.WriteWait <= 0 {
+		opts.WriteWait = DefaultWriteWait
+	}
 	path := sqlitePath(dsn)
 	if path == "" {
 		return nil, errors.New("store: empty SQLite path")
@@ -86,15 +120,16 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool) (*DB, error) {
 	}
 	// WAL lets readers run beside the writer; FULL sync makes a commit survive
 	// power loss, not just a crash; IMMEDIATE takes the write lock at BEGIN so two
-	// processes on one file queue on busy_timeout instead of failing mid-transaction.
+	// processes on one file queue on busy_timeout instead of failing mid-transaction;
+	// busy_timeout is the write wait, so a wait for another process is bounded too.
 	q := url.Values{}
-	q.Set("_busy_timeout", "10000")
+	q.Set("_busy_timeout", strconv.FormatInt(max(opts.WriteWait.Milliseconds(), 1), 10))
 	q.Set("_journal_mode", "WAL")
 	q.Set("_foreign_keys", "1")
 	q.Set("_synchronous", "FULL")
 	q.Set("_txlock", "immediate")
 	base := "file:" + filepath.ToSlash(path)
-	db := &DB{dialect: dialect{name: "sqlite"}, now: time.Now}
+	db := &DB{dialect: dialect{name: "sqlite"}, now: time.Now, writer: make(chan struct{}, 1), writeWait: opts.WriteWait}
 	if !readOnly {
 		write, err := sqlx.Open("sqlite", base+"?"+q.Encode())
 		if err != nil {
@@ -129,8 +164,9 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool) (*DB, error) {
 	return db, nil
 }
 
-// Close closes the database.
+// Close closes the database, after writing the last-use stamps it holds.
 func (db *DB) Close() error {
+	db.closeOnce.Do(db.stopStamps)
 	var errs []error
 	for _, pool := range []*sqlx.DB{db.read, db.write} {
 		if pool != nil {
@@ -228,6 +264,9 @@ func (db *DB) migrate(ctx context.Context) error {
 	}
 	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
+		if isBusy(err) {
+			return fmt.Errorf("store: migrate: %w", db.busy())
+		}
 		return fmt.Errorf("store: migrate: %w", err)
 	}
 	for _, m := range todo {
@@ -262,24 +301,41 @@ type Tx struct {
 }
 
 // Write runs fn in one transaction and commits it when fn returns nil; any
-// error rolls everything back, so a failed request leaves no trace.
+// error rolls everything back, so a failed request leaves no trace. fn
+// holds the one writer: it should only check and write. When the writer
+// stays taken past the write wait, Write fails with Busy.
 func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	if db.write == nil {
 		return Errorf(Unavailable, "the database was opened read-only")
 	}
+	asked := time.Now()
+	if err := db.takeWriter(ctx); err != nil {
+		return err
+	}
+	defer func() { <-db.writer }()
 	sqlTx, err := db.write.BeginTxx(ctx, nil)
 	if err != nil {
+		if isBusy(err) { // another process held SQLite's lock past busy_timeout
+			return db.busy()
+		}
 		return fmt.Errorf("store: begin: %w", err)
 	}
+	begun := time.Now()
+	db.stats.wait.observe(begun.Sub(asked))
 	tx := &Tx{tx: sqlTx, ctx: ctx, db: db, now: db.now().UTC().Truncate(time.Millisecond)}
 	defer func() {
 		if p := recover(); p != nil {
 			sqlTx.Rollback()
+			db.stats.hold.observe(time.Since(begun))
 			panic(p)
 		}
 		if err != nil {
 			sqlTx.Rollback()
+			if isBusy(err) {
+				err = db.busy()
+			}
 		}
+		db.stats.hold.observe(time.Since(begun))
 	}()
 	if err = fn(tx); err != nil {
 		return err
@@ -289,6 +345,38 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	}
 	return nil
 }
+
+// takeWriter waits, at most the write wait, for this process's writer.
+func (db *DB) takeWriter(ctx context.Context) error {
+	select {
+	case db.writer <- struct{}{}:
+		return nil
+	default:
+	}
+	timer := time.NewTimer(db.writeWait)
+	defer timer.Stop()
+	select {
+	case db.writer <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return db.busy()
+	}
+}
+
+// busy is the error of a write that waited the write wait in vain.
+func (db *DB) busy() error {
+	db.stats.busy.Add(1)
+	return &Error{Code: Busy, RetryAfter: max(db.writeWait.Round(time.Second), time.Second),
+		Message: fmt.Sprintf("the database is busy: another write held it for longer than the write wait (%s); retry in a moment", db.writeWait)}
+}
+
+// WriteWait is how long a write waits for the writer before it is Busy.
+func (db *DB) WriteWait() time.Duration { return db.writeWait }
+
+// Now is the time the transaction stamps what it writes with.
+func (tx *Tx) Now() time.Time { return tx.now }
 
 func (tx *Tx) rebind(q string) string { return tx.tx.Rebind(q) }
 

@@ -228,8 +228,8 @@ func (tx *Tx) RevokeToken(id string) (Token, error) {
 		LastUsedAt: optTime(r.LastUsedAt), RevokedAt: optTime(r.RevokedAt)}, nil
 }
 
-// lastUsedGranularity bounds how often authentication writes last_used_at:
-// a write per request would serialise every SCIM read behind the writer.
+// lastUsedGranularity bounds how often authentication stamps last_used_at:
+// a write per request would put every SCIM read in the writer's queue.
 const lastUsedGranularity = time.Minute
 
 // Authenticate returns the tenant that secret belongs to and the token's
@@ -258,7 +258,7 @@ type secretRow struct {
 
 // checkSecret finds the unrevoked row whose hash is secret's SHA-256 with
 // query (one ? for the hash) into dest, whose secretRow is sr, and stamps
-// its last use now and then.
+// its last use now and then (see stamps: within seconds, never inline).
 func (db *DB) checkSecret(ctx context.Context, table, secret string, sr *secretRow, dest any, query string) error {
 	sum := sha256.Sum256([]byte(secret))
 	err := db.read.GetContext(ctx, dest, db.read.Rebind(query), sum[:])
@@ -273,13 +273,11 @@ func (db *DB) checkSecret(ctx context.Context, table, secret string, sr *secretR
 	if subtle.ConstantTimeCompare(sr.Hash, sum[:]) != 1 {
 		return Errorf(NotFound, "unknown or revoked key")
 	}
-	now := db.now().UTC()
+	now := db.now().UTC().Truncate(time.Millisecond)
 	if !sr.LastUsedAt.Valid || now.Sub(parseTime(sr.LastUsedAt.String)) >= lastUsedGranularity {
-		// Best effort: a failed stamp must not refuse a valid secret.
-		_ = db.Write(ctx, func(tx *Tx) error {
-			_, err := tx.exec(`UPDATE `+table+` SET last_used_at = ? WHERE id = ?`, formatTime(tx.now), sr.SecretID)
-			return err
-		})
+		// Recorded in memory and written in the background with every other
+		// due stamp: a request never waits for the writer (or fails) for it.
+		db.stamp(table, sr.SecretID, now)
 	}
 	return nil
 }

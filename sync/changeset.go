@@ -31,7 +31,7 @@ const (
 type Change struct {
 	Op        Op
 	Resource  *store.Resource // Create, Update: the whole new state; updated in place with version and stamps
-	IfVersion int64           // Update: apply only to this version (0: any)
+	IfVersion int64           // Update, Delete: apply only to this version (0: any)
 	Kind      store.Kind      // Delete
 	ID        string          // Delete: the resource; member changes: the group; LeaveGroups: the user
 	Members   []string        // member changes: user or group ids

@@ -519,7 +519,7 @@ func wrapLines(text, first, rest string) string {
 
 // openStore opens the configured database.
 func openStore(e *env, cfg config.Config) (*store.DB, error) {
-	db, err := store.Open(e.ctx, cfg.DB)
+	db, err := store.OpenWith(e.ctx, cfg.DB, store.Options{WriteWait: cfg.WriteWait})
 	if err != nil {
 		return nil, fmt.Errorf("%v (setting db, flag --db)", err)
 	}

@@ -173,6 +173,9 @@ func testTokens(t *testing.T, db *store.DB) {
 	_, _, err = db.Authenticate(ctx, "")
 	mustCode(t, err, store.NotFound)
 
+	if err := db.FlushStamps(ctx); err != nil { // stamps are written in the background
+		t.Fatal(err)
+	}
 	list, err := db.Tokens(ctx, "acme")
 	if err != nil || len(list) != 2 {
 		t.Fatalf("Tokens = %+v, %v", list, err)

@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	gosync "sync"
+	"time"
 
 	"github.com/entrasync/entrasync/scim/ratelimit"
 	"github.com/entrasync/entrasync/store"
@@ -247,6 +248,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case store.Conflict:
 		writeError(w, http.StatusConflict, err.Error())
 	case store.Unavailable: // a setting or a dependency is missing; the message says which
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	case store.Busy: // the writer stayed taken past the write wait
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(store.RetryAfter(err), time.Second).Round(time.Second)/time.Second)))
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	default:
 		if h.Log != nil {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package scim_test
+
+const raceEnabled = false
