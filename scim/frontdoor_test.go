@@ -210,7 +210,12 @@ func TestMissingTokenLogged(t *testing.T) {
 		t.Fatalf("escaped: %s", rec.Body)
 	}
 	l := logs.requests(t)
-	if len(l) != 1 || l[0]["token_id"] != "none" || l[0]["client"] != "192.0.2.4" || l[0]["status"] != float64(401) {
+	if len(l) != 1 || l[0]["token_id"] != "none" || l[0]["client"] != "192.0.2.4" || l[0]["status"] != float64(401) || l[0]["endpoint"] != "users" {
+		t.Fatalf("logged %v", l)
+	}
+	// A refused request to a path of the client's own invention logs no part of it.
+	serve(h, "GET", "/scim/v2/jane.doe@contoso.com", "", "192.0.2.4:1")
+	if l := logs.requests(t); len(l) != 2 || l[1]["endpoint"] != "other" {
 		t.Fatalf("logged %v", l)
 	}
 }

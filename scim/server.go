@@ -138,14 +138,21 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.writeError(rec, r, errorf(http.StatusNotFound, "", "no such endpoint; the SCIM base URL ends in "+BasePath))
 		return
 	}
+	segs := strings.Split(strings.Trim(rest, "/"), "/")
+	endpoint = strings.ToLower(segs[0])
+	// The log names the endpoint even of a refused request, but only a
+	// known one: the path is the client's text.
+	logged := "other"
+	if knownEndpoints[endpoint] {
+		logged = endpoint
+	}
+	defer func() { endpoint = logged }()
 	var err error
 	r, tokenID, err = s.authenticate(rec, r, client)
 	if err != nil {
 		s.writeError(rec, r, err)
 		return
 	}
-	segs := strings.Split(strings.Trim(rest, "/"), "/")
-	endpoint = strings.ToLower(segs[0])
 	id := ""
 	if len(segs) > 1 {
 		id = segs[1]
@@ -171,6 +178,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.writeError(rec, r, errorf(http.StatusNotFound, "", "no such endpoint: /"+segs[0]))
 	}
 }
+
+var knownEndpoints = map[string]bool{"users": true, "groups": true, "serviceproviderconfig": true,
+	"schemas": true, "resourcetypes": true, "me": true, "bulk": true, ".search": true}
 
 // What the request log says in place of a token id.
 const (
