@@ -1,14 +1,17 @@
 // Package store holds entrasync's data: tenants, their SCIM tokens, users,
 // groups and memberships, and the attribute index that SCIM filters run on.
 // It is the only package that writes SQL. SQLite (modernc.org/sqlite, no cgo)
-// is the embedded default; the dialect type keeps the few places where
-// PostgreSQL differs in one spot.
+// is the embedded default; PostgreSQL (jackc/pgx through database/sql) is
+// selected by a postgres:// DSN, and the dialect type keeps the few places
+// where the two differ in one spot.
 //
 // Reads run on a pool of connections; every write runs in DB.Write, one
-// transaction committed before Write returns. There is one writer, so a
-// write transaction holds only the version checks and the writes: callers
-// read, evaluate and encode (Resource.Prepare) before it. A write that
-// cannot have the writer within the write wait fails with Busy.
+// transaction committed before Write returns. On SQLite there is one writer,
+// so a write transaction holds only the version checks and the writes:
+// callers read, evaluate and encode (Resource.Prepare) before it. On
+// PostgreSQL writes run side by side on a pool, and what SQLite's one writer
+// guarantees comes from row locks (dialect.lock) and constraints. A write
+// that cannot begin, or wait for a row, within the write wait fails with Busy.
 package store
 
 import (
@@ -28,7 +31,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" driver
 )
 
 //go:embed migrations
@@ -36,14 +40,15 @@ var migrationFiles embed.FS
 
 // DB is an open store.
 type DB struct {
-	write   *sqlx.DB // one connection: SQLite allows one writer at a time
+	write   *sqlx.DB // SQLite: one connection, as SQLite allows one writer at a time
 	read    *sqlx.DB
 	dialect dialect
 	now     func() time.Time
 
 	// writer is the right to use write, taken by Write before it begins: a
 	// wait for it can be bounded, where database/sql's pool wait cannot
-	// without also bounding the transaction.
+	// without also bounding the transaction. One slot on SQLite, one per
+	// write connection on PostgreSQL.
 	writer    chan struct{}
 	writeWait time.Duration
 	stats     writeStats
@@ -64,12 +69,9 @@ type Options struct {
 // and retries instead of timing out.
 const DefaultWriteWait = 5 * time.Second
 
-type dialect struct {
-	name string // "sqlite" or "postgres"
-}
-
 // Open opens (creating when needed) the database named by dsn and brings its
-// schema up to date. A dsn is a file path or a "file:" URI for SQLite.
+// schema up to date. A dsn is a file path or a "file:" URI for SQLite, or a
+// postgres:// (postgresql://) URL for PostgreSQL, whose database must exist.
 func Open(ctx context.Context, dsn string) (*DB, error) {
 	return OpenWith(ctx, dsn, Options{})
 }
@@ -77,18 +79,18 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 // OpenWith is Open with options.
 func OpenWith(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	if isPostgres(dsn) {
-		return nil, errors.New("store: PostgreSQL is not supported yet; use a SQLite file path")
+		return openPostgres(ctx, dsn, false, opts)
 	}
 	return openSQLite(ctx, dsn, false, opts)
 }
 
 // OpenReadOnly opens an existing database for reading only: it creates no
 // file, applies no migration and takes no lock, so it works beside a busy
-// server. A missing file, or a schema older than this binary, fails with
+// server (on PostgreSQL its sessions are read-only). A missing file, or a schema older than this binary, fails with
 // NotFound or Unavailable in words an operator can act on. DB.Write fails.
 func OpenReadOnly(ctx context.Context, dsn string) (*DB, error) {
 	if isPostgres(dsn) {
-		return nil, errors.New("store: PostgreSQL is not supported yet; use a SQLite file path")
+		return openPostgres(ctx, dsn, true, Options{})
 	}
 	return openSQLite(ctx, dsn, true, Options{})
 }
@@ -129,7 +131,7 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 	q.Set("_synchronous", "FULL")
 	q.Set("_txlock", "immediate")
 	base := "file:" + filepath.ToSlash(path)
-	db := &DB{dialect: dialect{name: "sqlite"}, now: time.Now, writer: make(chan struct{}, 1), writeWait: opts.WriteWait}
+	db := &DB{dialect: sqliteDialect, now: time.Now, writer: make(chan struct{}, 1), writeWait: opts.WriteWait}
 	if !readOnly {
 		write, err := sqlx.Open("sqlite", base+"?"+q.Encode())
 		if err != nil {
@@ -217,8 +219,8 @@ func (db *DB) pending(ctx context.Context) ([]migration, error) {
 		return nil, err
 	}
 	var exists int
-	if err := db.read.GetContext(ctx, &exists, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`); err != nil {
-		return nil, err
+	if err := db.read.GetContext(ctx, &exists, db.dialect.tableExists, "schema_migrations"); err != nil {
+		return nil, db.dialect.classify(err, db)
 	}
 	applied := map[int]bool{}
 	if exists > 0 {
@@ -243,6 +245,10 @@ func (db *DB) pending(ctx context.Context) ([]migration, error) {
 func (db *DB) checkSchema(ctx context.Context) error {
 	todo, err := db.pending(ctx)
 	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return err
+		}
 		return fmt.Errorf("store: read schema version: %w", err)
 	}
 	if len(todo) > 0 {
@@ -262,15 +268,25 @@ func (db *DB) migrate(ctx context.Context) error {
 	if len(todo) == 0 {
 		return nil
 	}
-	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
-		if isBusy(err) {
-			return fmt.Errorf("store: migrate: %w", db.busy())
+	if !db.dialect.concurrentWrites {
+		// SQLite: Write holds the file's one write lock, so two processes
+		// cannot both create the table or apply a migration.
+		if err := db.createMigrationsTable(ctx, db.write); err != nil {
+			return err
 		}
-		return fmt.Errorf("store: migrate: %w", err)
 	}
 	for _, m := range todo {
 		err := db.Write(ctx, func(tx *Tx) error {
+			if db.dialect.concurrentWrites {
+				// Nodes starting together queue here, one at a time; each
+				// sees what the one before it applied.
+				if _, err := tx.tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLockKey); err != nil {
+					return err
+				}
+				if err := db.createMigrationsTable(ctx, tx.tx); err != nil {
+					return err
+				}
+			}
 			// Another process may have applied it since pending looked.
 			var n int
 			if err := tx.tx.GetContext(ctx, &n, tx.rebind(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), m.version); err != nil {
@@ -288,6 +304,22 @@ func (db *DB) migrate(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("store: migration %s: %w", m.name, err)
 		}
+	}
+	return nil
+}
+
+// migrationLockKey names the PostgreSQL advisory lock that migrations are
+// applied under (an arbitrary constant: "entrasync" in ASCII, truncated).
+const migrationLockKey int64 = 0x656e74726173796e
+
+func (db *DB) createMigrationsTable(ctx context.Context, ex sqlx.ExecerContext) error {
+	_, err := ex.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`)
+	if err != nil && isBusy(err) && !db.dialect.concurrentWrites {
+		return fmt.Errorf("store: migrate: %w", db.busy())
+	}
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
 	}
 	return nil
 }
@@ -315,8 +347,10 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	defer func() { <-db.writer }()
 	sqlTx, err := db.write.BeginTxx(ctx, nil)
 	if err != nil {
-		if isBusy(err) { // another process held SQLite's lock past busy_timeout
-			return db.busy()
+		// SQLite: another process held the lock past busy_timeout;
+		// PostgreSQL: the server is down or restarting.
+		if err := db.dialect.classify(err, db); err != nil {
+			return err
 		}
 		return fmt.Errorf("store: begin: %w", err)
 	}
@@ -331,9 +365,7 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (err error) {
 		}
 		if err != nil {
 			sqlTx.Rollback()
-			if isBusy(err) {
-				err = db.busy()
-			}
+			err = db.dialect.classify(err, db)
 		}
 		db.stats.hold.observe(time.Since(begun))
 	}()
@@ -370,6 +402,13 @@ func (db *DB) busy() error {
 	db.stats.busy.Add(1)
 	return &Error{Code: Busy, RetryAfter: max(db.writeWait.Round(time.Second), time.Second),
 		Message: fmt.Sprintf("the database is busy: another write held it for longer than the write wait (%s); retry in a moment", db.writeWait)}
+}
+
+// unreachable is the error of a write or read the database could not take
+// because it is down, restarting or cut off: nothing was applied.
+func (db *DB) unreachable() error {
+	return &Error{Code: Busy, RetryAfter: 2 * time.Second,
+		Message: "the database cannot be reached at the moment: retry in a moment"}
 }
 
 // WriteWait is how long a write waits for the writer before it is Busy.
