@@ -38,10 +38,10 @@ func PostgresForTest(t testing.TB) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := admin.PingContext(ctx); err != nil {
-		if given != "" || os.Getenv("CI") != "" {
-			t.Fatalf("the PostgreSQL at ENTRASYNC_TEST_POSTGRES_URL does not answer: %v", err)
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI is set and the PostgreSQL at ENTRASYNC_TEST_POSTGRES_URL does not answer: %v", err)
 		}
-		t.Skipf("no PostgreSQL at %s (%v): start one, or set ENTRASYNC_TEST_POSTGRES_URL=postgres://user@host:5432/db, to run this test", defaultTestPostgres, err)
+		t.Skipf("no PostgreSQL answers at %s (%v): start one, or set ENTRASYNC_TEST_POSTGRES_URL=postgres://user@host:5432/db, to run this test", redactURL(base), err)
 	}
 	var b [6]byte
 	rand.Read(b[:])
@@ -58,10 +58,20 @@ func PostgresForTest(t testing.TB) string {
 	})
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatal("ENTRASYNC_TEST_POSTGRES_URL does not parse as a URL")
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// redactURL hides a URL's user and password.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	u.User = url.User("…")
 	return u.String()
 }

@@ -220,7 +220,7 @@ func (db *DB) pending(ctx context.Context) ([]migration, error) {
 	}
 	var exists int
 	if err := db.read.GetContext(ctx, &exists, db.dialect.tableExists, "schema_migrations"); err != nil {
-		return nil, db.dialect.classify(err, db)
+		return nil, err // as it is: at a start, the operator needs the reason
 	}
 	applied := map[int]bool{}
 	if exists > 0 {
@@ -245,10 +245,6 @@ func (db *DB) pending(ctx context.Context) ([]migration, error) {
 func (db *DB) checkSchema(ctx context.Context) error {
 	todo, err := db.pending(ctx)
 	if err != nil {
-		var e *Error
-		if errors.As(err, &e) {
-			return err
-		}
 		return fmt.Errorf("store: read schema version: %w", err)
 	}
 	if len(todo) > 0 {
@@ -280,6 +276,11 @@ func (db *DB) migrate(ctx context.Context) error {
 			if db.dialect.concurrentWrites {
 				// Nodes starting together queue here, one at a time; each
 				// sees what the one before it applied.
+				// A node may wait a while for another's migration: longer
+				// than the write wait that lock_timeout is set to.
+				if _, err := tx.tx.ExecContext(ctx, `SET LOCAL lock_timeout = '5min'`); err != nil {
+					return err
+				}
 				if _, err := tx.tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLockKey); err != nil {
 					return err
 				}
