@@ -70,7 +70,7 @@ var settings = []setting{
 		c.Addr = v
 		return nil
 	}, func(c *Config) string { return c.Addr }},
-	{"db", "SQLite database file, or a postgres:// URL (made with its schema on first start)", func(c *Config, v string) error {
+	{"db", "SQLite file or postgres:// URL (schema made on first start)", func(c *Config, v string) error {
 		if strings.TrimSpace(v) == "" {
 			return fmt.Errorf("want a file path such as ./entrasync.db, or a postgres:// URL")
 		}

@@ -46,22 +46,23 @@ func (d dialect) lock(clause string) string {
 	return clause
 }
 
-// classify turns a driver error into the store's own when it is one a
-// caller can act on: a write that lost to another (Busy), or a database
-// that cannot be reached (Busy too, so SCIM answers 503 with Retry-After).
-// Other errors, and errors that already are *Error, come back unchanged.
+// classify turns a driver error a caller can act on into the store's own:
+// a write that lost to another (Busy), or a database that cannot be
+// reached (Busy too, so SCIM answers 503 with Retry-After). It returns nil
+// for other errors, and for errors that already are *Error.
 func (d dialect) classify(err error, db *DB) error {
 	var e *Error
-	if err == nil || errors.As(err, &e) {
-		return err
-	}
-	if isBusy(err) {
+	switch {
+	case err == nil || errors.As(err, &e):
+		return nil
+	case pgCode(err) == "40001" || pgCode(err) == "40P01":
+		return db.collided()
+	case isBusy(err):
 		return db.busy()
-	}
-	if d.concurrentWrites && isUnreachable(err) {
+	case d.concurrentWrites && isUnreachable(err):
 		return db.unreachable()
 	}
-	return err
+	return nil
 }
 
 // Pool sizes on PostgreSQL, per node: writes run side by side there, so the

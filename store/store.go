@@ -86,8 +86,9 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*DB, error) {
 
 // OpenReadOnly opens an existing database for reading only: it creates no
 // file, applies no migration and takes no lock, so it works beside a busy
-// server (on PostgreSQL its sessions are read-only). A missing file, or a schema older than this binary, fails with
-// NotFound or Unavailable in words an operator can act on. DB.Write fails.
+// server (on PostgreSQL its sessions are read-only). A missing file, or a
+// schema older than this binary, fails with NotFound or Unavailable in words
+// an operator can act on. DB.Write fails.
 func OpenReadOnly(ctx context.Context, dsn string) (*DB, error) {
 	if isPostgres(dsn) {
 		return openPostgres(ctx, dsn, true, Options{})
@@ -265,8 +266,8 @@ func (db *DB) migrate(ctx context.Context) error {
 		return nil
 	}
 	if !db.dialect.concurrentWrites {
-		// SQLite: Write holds the file's one write lock, so two processes
-		// cannot both create the table or apply a migration.
+		// SQLite makes the table atomically on the file. Two PostgreSQL
+		// nodes could race on it: they make it under the advisory lock.
 		if err := db.createMigrationsTable(ctx, db.write); err != nil {
 			return err
 		}
@@ -275,9 +276,9 @@ func (db *DB) migrate(ctx context.Context) error {
 		err := db.Write(ctx, func(tx *Tx) error {
 			if db.dialect.concurrentWrites {
 				// Nodes starting together queue here, one at a time; each
-				// sees what the one before it applied.
-				// A node may wait a while for another's migration: longer
-				// than the write wait that lock_timeout is set to.
+				// sees what the one before it applied. A node may wait for
+				// another's migration longer than the write wait that
+				// lock_timeout is otherwise set to.
 				if _, err := tx.tx.ExecContext(ctx, `SET LOCAL lock_timeout = '5min'`); err != nil {
 					return err
 				}
@@ -350,8 +351,8 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	if err != nil {
 		// SQLite: another process held the lock past busy_timeout;
 		// PostgreSQL: the server is down or restarting.
-		if err := db.dialect.classify(err, db); err != nil {
-			return err
+		if known := db.dialect.classify(err, db); known != nil {
+			return known
 		}
 		return fmt.Errorf("store: begin: %w", err)
 	}
@@ -366,7 +367,9 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (err error) {
 		}
 		if err != nil {
 			sqlTx.Rollback()
-			err = db.dialect.classify(err, db)
+			if known := db.dialect.classify(err, db); known != nil {
+				err = known
+			}
 		}
 		db.stats.hold.observe(time.Since(begun))
 	}()
@@ -405,11 +408,21 @@ func (db *DB) busy() error {
 		Message: fmt.Sprintf("the database is busy: another write held it for longer than the write wait (%s); retry in a moment", db.writeWait)}
 }
 
-// unreachable is the error of a write or read the database could not take
-// because it is down, restarting or cut off: nothing was applied.
+// unreachable is the error of a write the database could not take because
+// it is down, restarting or cut off. A write cut off mid-transaction was
+// rolled back; one cut off in its commit may have been applied, which a
+// retry of an idempotent SCIM request finds.
 func (db *DB) unreachable() error {
 	return &Error{Code: Busy, RetryAfter: 2 * time.Second,
 		Message: "the database cannot be reached at the moment: retry in a moment"}
+}
+
+// collided is the error of a PostgreSQL write rolled back so that another
+// could go on (a deadlock or serialization failure): retrying it will do.
+func (db *DB) collided() error {
+	db.stats.busy.Add(1)
+	return &Error{Code: Busy, RetryAfter: time.Second,
+		Message: "the database is busy: this write collided with another one and was rolled back; retry in a moment"}
 }
 
 // WriteWait is how long a write waits for the writer before it is Busy.
