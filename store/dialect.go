@@ -116,7 +116,7 @@ func openPostgres(ctx context.Context, dsn string, readOnly bool, opts Options) 
 	read.SetMaxIdleConns(postgresReadConns)
 	read.SetConnMaxIdleTime(5 * time.Minute)
 	db.read = read
-	if readOnly {
+	if readOnly || opts.NoMigrate {
 		err = db.checkSchema(ctx)
 	} else {
 		err = db.migrate(ctx)

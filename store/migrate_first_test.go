@@ -120,3 +120,56 @@ func testMigrationFromFirst(t *testing.T, driver, rawDSN, dsn string) {
 		t.Fatalf("ops key after migration: %+v %v", keys, err)
 	}
 }
+
+// TestNoMigrate: a writable open with NoMigrate refuses a schema older than
+// the binary, naming the migration and how to apply it, and applies
+// nothing; a plain open then applies what was missing, and reports it.
+func TestNoMigrate(t *testing.T) {
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			driver, dsn := "sqlite", filepath.Join(t.TempDir(), "old.db")
+			rawDSN := "file:" + filepath.ToSlash(dsn)
+			if dialect == "postgres" {
+				driver, dsn = "pgx", PostgresForTest(t)
+				rawDSN = dsn
+			}
+			raw, err := sqlx.Open(driver, rawDSN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			body, _ := migrationFiles.ReadFile("migrations/" + dialect + "/0001_init.sql")
+			for _, q := range []string{`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`, string(body),
+				`INSERT INTO schema_migrations VALUES (1, '2025-01-01T00:00:00.000Z')`} {
+				if _, err := raw.ExecContext(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err = OpenWith(ctx, dsn, Options{NoMigrate: true})
+			if ErrorCode(err) != Unavailable || !strings.Contains(err.Error(), "0002_pull.sql") || !strings.Contains(err.Error(), "entrasync migrate") {
+				t.Fatalf("no-migrate open of an old schema: %v", err)
+			}
+			var n int
+			if err := raw.GetContext(ctx, &n, `SELECT COUNT(*) FROM schema_migrations`); err != nil || n != 1 {
+				t.Fatalf("a no-migrate open applied migrations: %d %v", n, err)
+			}
+			db, err := Open(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := db.Applied(); !slices.Equal(got, []string{"0002_pull.sql", "0003_secret_key_check.sql", "0004_ops_key_scope.sql"}) {
+				t.Fatalf("applied %v", got)
+			}
+			db.Close()
+			db, err = OpenWith(ctx, dsn, Options{NoMigrate: true})
+			if err != nil {
+				t.Fatalf("no-migrate open of a current schema: %v", err)
+			}
+			if len(db.Applied()) != 0 || db.SchemaVersion() != 4 {
+				t.Fatalf("current schema: applied %v, version %d", db.Applied(), db.SchemaVersion())
+			}
+			db.Close()
+		})
+	}
+}

@@ -54,6 +54,7 @@ type DB struct {
 	stats     writeStats
 	stamps    stamps
 	closeOnce gosync.Once
+	applied   []string // migrations this Open applied
 }
 
 // Options tune an open store; the zero value means the defaults.
@@ -62,6 +63,10 @@ type Options struct {
 	// process's one write connection and for SQLite's lock when another
 	// process holds it; past it, Write fails with Busy. 0: DefaultWriteWait.
 	WriteWait time.Duration
+	// NoMigrate opens a writable store without bringing its schema up to
+	// date: one older than this binary fails with Unavailable instead
+	// (serve --no-migrate, where migrations are run on their own).
+	NoMigrate bool
 }
 
 // DefaultWriteWait is the write wait when none is configured: long enough
@@ -155,7 +160,7 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 	}
 	read.SetMaxOpenConns(8)
 	db.read = read
-	if readOnly {
+	if readOnly || opts.NoMigrate {
 		err = db.checkSchema(ctx)
 	} else {
 		err = db.migrate(ctx)
@@ -249,7 +254,7 @@ func (db *DB) checkSchema(ctx context.Context) error {
 		return fmt.Errorf("store: read schema version: %w", err)
 	}
 	if len(todo) > 0 {
-		return Errorf(Unavailable, "the database schema is older than this entrasync (migration %s is not applied): start the server once to upgrade it", todo[0].name)
+		return Errorf(Unavailable, "the database schema is older than this entrasync (migration %s is not applied): run entrasync migrate, or start the server once, to upgrade it", todo[0].name)
 	}
 	return nil
 }
@@ -273,6 +278,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 	}
 	for _, m := range todo {
+		applied := false
 		err := db.Write(ctx, func(tx *Tx) error {
 			if db.dialect.concurrentWrites {
 				// Nodes starting together queue here, one at a time; each
@@ -300,14 +306,33 @@ func (db *DB) migrate(ctx context.Context) error {
 			if _, err := tx.tx.ExecContext(ctx, m.body); err != nil {
 				return fmt.Errorf("apply: %w", err)
 			}
+			applied = true
 			_, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), m.version, formatTime(tx.now))
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("store: migration %s: %w", m.name, err)
 		}
+		if applied {
+			db.applied = append(db.applied, m.name)
+		}
 	}
 	return nil
+}
+
+// Applied lists the migrations that opening this store applied, oldest
+// first (none when the schema was already current, or another node applied
+// them first).
+func (db *DB) Applied() []string { return db.applied }
+
+// SchemaVersion is the newest schema version this binary knows, which an
+// open store's database has.
+func (db *DB) SchemaVersion() int {
+	all, _ := db.migrations()
+	if len(all) == 0 {
+		return 0
+	}
+	return all[len(all)-1].version
 }
 
 // migrationLockKey names the PostgreSQL advisory lock that migrations are
