@@ -68,8 +68,8 @@ func (d dialect) classify(err error, db *DB) error {
 // Pool sizes on PostgreSQL, per node: writes run side by side there, so the
 // write pool is the number of write transactions a node has open at once.
 const (
-	postgresWriteConns = 16
-	postgresReadConns  = 16
+	postgresWriteConns = 8
+	postgresReadConns  = 8
 )
 
 func openPostgres(ctx context.Context, dsn string, readOnly bool, opts Options) (*DB, error) {
