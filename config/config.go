@@ -70,13 +70,13 @@ var settings = []setting{
 		c.Addr = v
 		return nil
 	}, func(c *Config) string { return c.Addr }},
-	{"db", "SQLite database file (made with its schema on first start)", func(c *Config, v string) error {
+	{"db", "SQLite file or postgres:// URL (schema made on first start)", func(c *Config, v string) error {
 		if strings.TrimSpace(v) == "" {
-			return fmt.Errorf("want a file path such as ./entrasync.db")
+			return fmt.Errorf("want a file path such as ./entrasync.db, or a postgres:// URL")
 		}
 		c.DB = v
 		return nil
-	}, func(c *Config) string { return c.DB }},
+	}, func(c *Config) string { return redact(c.DB) }},
 	{"public_url", "URL clients reach this server at (default http://<addr>)", func(c *Config, v string) error {
 		u, err := url.Parse(v)
 		if v != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "") {
@@ -419,7 +419,7 @@ func shown(name, v string) string {
 	if name == "secret_key" {
 		return "…"
 	}
-	if name == "redis" {
+	if name == "redis" || name == "db" { // URLs that may hold a password
 		return redact(v)
 	}
 	return v

@@ -16,9 +16,11 @@ import (
 
 	"github.com/entrasync/entrasync/scim"
 	"github.com/entrasync/entrasync/store"
+	"github.com/entrasync/entrasync/store/pgtest"
 )
 
-// env is a running SCIM server on a fresh SQLite store.
+// env is a running SCIM server on a fresh store: SQLite, or with
+// ENTRASYNC_TEST_STORE=postgres a schema of the test PostgreSQL.
 type env struct {
 	t   *testing.T
 	db  *store.DB
@@ -27,7 +29,11 @@ type env struct {
 
 func newEnv(t *testing.T, opts ...func(*scim.Config)) *env {
 	t.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "scim.db"))
+	dsn := filepath.Join(t.TempDir(), "scim.db")
+	if pgtest.Selected() {
+		dsn = pgtest.Schema(t)
+	}
+	db, err := store.Open(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

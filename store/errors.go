@@ -2,11 +2,16 @@ package store
 
 import (
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite"
 )
 
@@ -56,24 +61,79 @@ func RetryAfter(err error) time.Duration {
 	return 0
 }
 
-// isBusy recognises SQLite's SQLITE_BUSY (and its extended codes): another
+// isBusy recognises a write that lost to another one and is worth retrying
+// soon: SQLite's SQLITE_BUSY (and its extended codes), when another
 // connection, usually another process on the same file, held the lock past
-// busy_timeout.
+// busy_timeout; on PostgreSQL a lock wait past lock_timeout (55P03), a
+// serialization failure (40001) or a deadlock (40P01), where the database
+// rolled this transaction back so that the other could go on.
 func isBusy(err error) bool {
 	var se *sqlite.Error
-	return errors.As(err, &se) && se.Code()&0xff == 5 // SQLITE_BUSY
+	if errors.As(err, &se) {
+		return se.Code()&0xff == 5 // SQLITE_BUSY
+	}
+	switch pgCode(err) {
+	case "55P03", "40001", "40P01":
+		return true
+	}
+	return false
+}
+
+// pgCode is the SQLSTATE of a PostgreSQL error in err's chain, or "".
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// isUnreachable recognises a PostgreSQL that cannot be reached or went away
+// mid-transaction (a restart, a failover, a network cut): the request did
+// nothing durable, and a retry once it is back will do. Class 08 is
+// connection exceptions; 57P01-57P03 are the server shutting down or
+// starting up.
+func isUnreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	code := pgCode(err)
+	if strings.HasPrefix(code, "08") || code == "57P01" || code == "57P02" || code == "57P03" {
+		return true
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) || errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // errNoRows reports a missing row.
 func errNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
 
-// isUniqueViolation recognises a unique-constraint failure from either driver
-// without importing driver-specific error types.
+// isUniqueViolation recognises a unique-constraint failure from either
+// driver: SQLite's extended code SQLITE_CONSTRAINT_UNIQUE or
+// SQLITE_CONSTRAINT_PRIMARYKEY, PostgreSQL's SQLSTATE 23505.
 func isUniqueViolation(err error) bool {
 	if err == nil {
 		return false
 	}
-	s := err.Error()
-	return strings.Contains(s, "UNIQUE constraint failed") || // SQLite
-		strings.Contains(s, "SQLSTATE 23505") || strings.Contains(s, "duplicate key value") // PostgreSQL
+	if pgCode(err) == "23505" {
+		return true
+	}
+	return strings.Contains(err.Error(), "UNIQUE constraint failed") // SQLite
+}
+
+// constraintName is the constraint a PostgreSQL error names, or the whole
+// message for SQLite, which names the columns in it instead.
+func constraintName(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.ConstraintName
+	}
+	return err.Error()
 }

@@ -47,7 +47,10 @@ func (tx *Tx) memberKinds(tenant int64, groupID string, ids []string) (map[strin
 	for _, part := range chunks(ids) {
 		for _, k := range []Kind{UserKind, GroupKind} {
 			var found []string
-			q, args, err := inQuery(`SELECT id FROM `+k.info().table+` WHERE tenant_id = ? AND id IN (?)`, tenant, part)
+			// Key-share locked: a member found here cannot be deleted
+			// before this transaction commits, which would leave its
+			// membership behind.
+			q, args, err := inQuery(`SELECT id FROM `+k.info().table+` WHERE tenant_id = ? AND id IN (?)`+tx.db.dialect.lock(lockKeyShare), tenant, part)
 			if err != nil {
 				return nil, err
 			}
@@ -156,12 +159,15 @@ func (tx *Tx) SetMembers(tenant int64, groupID string, ids []string) (added, rem
 	return added, removed, err
 }
 
+// requireGroup fails with NotFound unless the group exists. It locks the
+// group's row: membership changes of one group take turns, so a SetMembers
+// works on the membership it read, and the group cannot go meanwhile.
 func (tx *Tx) requireGroup(tenant int64, groupID string) error {
-	var n int
-	if err := tx.get(&n, `SELECT COUNT(*) FROM groups WHERE tenant_id = ? AND id = ?`, tenant, groupID); err != nil {
+	var ids []string
+	if err := tx.selectRows(&ids, `SELECT id FROM groups WHERE tenant_id = ? AND id = ?`+tx.db.dialect.lock(lockUpdate), tenant, groupID); err != nil {
 		return err
 	}
-	if n == 0 {
+	if len(ids) == 0 {
 		return Errorf(NotFound, "Group %q not found", groupID)
 	}
 	return nil

@@ -290,7 +290,7 @@ func (tx *Tx) AcquireLease(name, holder string, ttl time.Duration) (bool, error)
 		Holder    string `db:"holder"`
 		ExpiresAt string `db:"expires_at"`
 	}
-	err := tx.get(&cur, `SELECT holder, expires_at FROM leases WHERE name = ?`, name)
+	err := tx.get(&cur, `SELECT holder, expires_at FROM leases WHERE name = ?`+tx.db.dialect.lock(lockUpdate), name)
 	switch {
 	case errNoRows(err):
 	case err != nil:
@@ -298,10 +298,18 @@ func (tx *Tx) AcquireLease(name, holder string, ttl time.Duration) (bool, error)
 	case cur.Holder != holder && parseTime(cur.ExpiresAt).After(tx.now):
 		return false, nil
 	}
-	_, err = tx.exec(`INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at`,
-		name, holder, formatTime(tx.now.Add(ttl)))
-	return err == nil, err
+	// The condition repeats the check in the statement: where writes run
+	// side by side, two holders that both found no row race to insert it,
+	// and the one that finds the other's row takes it only if it expired.
+	res, err := tx.exec(`INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+		WHERE leases.holder = excluded.holder OR leases.expires_at <= ?`,
+		name, holder, formatTime(tx.now.Add(ttl)), formatTime(tx.now))
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
 }
 
 // ReleaseLease gives the lease up, if holder has it.

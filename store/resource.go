@@ -265,7 +265,7 @@ func (tx *Tx) Update(tenant int64, r *Resource, ifVersion int64) (prior Prior, c
 		Doc        string         `db:"doc"`
 		Active     bool           `db:"active"`
 	}
-	err = tx.get(&cur, `SELECT version, entra_id, created_at, modified_at, doc, `+ki.active+` AS active FROM `+ki.table+` WHERE tenant_id = ? AND id = ?`, tenant, r.ID)
+	err = tx.get(&cur, `SELECT version, entra_id, created_at, modified_at, doc, `+ki.active+` AS active FROM `+ki.table+` WHERE tenant_id = ? AND id = ?`+tx.db.dialect.lock(lockUpdate), tenant, r.ID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Prior{}, false, Errorf(NotFound, "%s %q not found", r.Kind, r.ID)
 	}
@@ -327,7 +327,9 @@ func (tx *Tx) Revision(tenant int64, kind Kind, id string) (version int64, modif
 		Version    int64  `db:"version"`
 		ModifiedAt string `db:"modified_at"`
 	}
-	err = tx.get(&row, `SELECT version, modified_at FROM `+kind.info().table+` WHERE tenant_id = ? AND id = ?`, tenant, id)
+	// Locked: a version checked here stays the version until this
+	// transaction commits (an If-Match and the write it guards).
+	err = tx.get(&row, `SELECT version, modified_at FROM `+kind.info().table+` WHERE tenant_id = ? AND id = ?`+tx.db.dialect.lock(lockUpdate), tenant, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, time.Time{}, Errorf(NotFound, "%s %q not found", kind, id)
 	}
@@ -341,6 +343,13 @@ func (tx *Tx) Revision(tenant int64, kind Kind, id string) (version int64, modif
 // as a group and as a member.
 func (tx *Tx) Delete(tenant int64, kind Kind, id string) error {
 	ki := kind.info()
+	if tx.db.dialect.concurrentWrites {
+		// Lock the row first: a concurrent membership change that checked
+		// this resource exists (memberKinds, requireGroup) holds it or waits.
+		if _, err := tx.exec(`SELECT id FROM `+ki.table+` WHERE tenant_id = ? AND id = ?`+lockUpdate, tenant, id); err != nil {
+			return err
+		}
+	}
 	// Groups that lose this member change too: bump them before the rows go.
 	if _, err := tx.exec(`UPDATE groups SET version = version + 1, modified_at = ?
 		WHERE tenant_id = ? AND id IN (SELECT group_id FROM memberships WHERE tenant_id = ? AND member_id = ?)`,
@@ -381,7 +390,7 @@ func (tx *Tx) checkUserName(tenant int64, userName, self string) error {
 }
 
 func (tx *Tx) uniquenessError(tenant int64, r *Resource, cause error) error {
-	if strings.Contains(cause.Error(), "entra_id") {
+	if strings.Contains(constraintName(cause), "entra_id") {
 		return Errorf(Conflict, "another %s already has Entra object id %q", r.Kind, r.EntraID)
 	}
 	if r.Kind == UserKind {

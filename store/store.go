@@ -1,14 +1,17 @@
 // Package store holds entrasync's data: tenants, their SCIM tokens, users,
 // groups and memberships, and the attribute index that SCIM filters run on.
 // It is the only package that writes SQL. SQLite (modernc.org/sqlite, no cgo)
-// is the embedded default; the dialect type keeps the few places where
-// PostgreSQL differs in one spot.
+// is the embedded default; PostgreSQL (jackc/pgx through database/sql) is
+// selected by a postgres:// DSN, and the dialect type keeps the few places
+// where the two differ in one spot.
 //
 // Reads run on a pool of connections; every write runs in DB.Write, one
-// transaction committed before Write returns. There is one writer, so a
-// write transaction holds only the version checks and the writes: callers
-// read, evaluate and encode (Resource.Prepare) before it. A write that
-// cannot have the writer within the write wait fails with Busy.
+// transaction committed before Write returns. On SQLite there is one writer,
+// so a write transaction holds only the version checks and the writes:
+// callers read, evaluate and encode (Resource.Prepare) before it. On
+// PostgreSQL writes run side by side on a pool, and what SQLite's one writer
+// guarantees comes from row locks (dialect.lock) and constraints. A write
+// that cannot begin, or wait for a row, within the write wait fails with Busy.
 package store
 
 import (
@@ -27,6 +30,7 @@ import (
 	gosync "sync"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"github.com/jmoiron/sqlx"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -36,19 +40,21 @@ var migrationFiles embed.FS
 
 // DB is an open store.
 type DB struct {
-	write   *sqlx.DB // one connection: SQLite allows one writer at a time
+	write   *sqlx.DB // SQLite: one connection, as SQLite allows one writer at a time
 	read    *sqlx.DB
 	dialect dialect
 	now     func() time.Time
 
 	// writer is the right to use write, taken by Write before it begins: a
 	// wait for it can be bounded, where database/sql's pool wait cannot
-	// without also bounding the transaction.
+	// without also bounding the transaction. One slot on SQLite, one per
+	// write connection on PostgreSQL.
 	writer    chan struct{}
 	writeWait time.Duration
 	stats     writeStats
 	stamps    stamps
 	closeOnce gosync.Once
+	applied   []string // migrations this Open applied
 }
 
 // Options tune an open store; the zero value means the defaults.
@@ -57,6 +63,10 @@ type Options struct {
 	// process's one write connection and for SQLite's lock when another
 	// process holds it; past it, Write fails with Busy. 0: DefaultWriteWait.
 	WriteWait time.Duration
+	// NoMigrate opens a writable store without bringing its schema up to
+	// date: one older than this binary fails with Unavailable instead
+	// (serve --no-migrate, where migrations are run on their own).
+	NoMigrate bool
 }
 
 // DefaultWriteWait is the write wait when none is configured: long enough
@@ -64,12 +74,9 @@ type Options struct {
 // and retries instead of timing out.
 const DefaultWriteWait = 5 * time.Second
 
-type dialect struct {
-	name string // "sqlite" or "postgres"
-}
-
 // Open opens (creating when needed) the database named by dsn and brings its
-// schema up to date. A dsn is a file path or a "file:" URI for SQLite.
+// schema up to date. A dsn is a file path or a "file:" URI for SQLite, or a
+// postgres:// (postgresql://) URL for PostgreSQL, whose database must exist.
 func Open(ctx context.Context, dsn string) (*DB, error) {
 	return OpenWith(ctx, dsn, Options{})
 }
@@ -77,18 +84,19 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 // OpenWith is Open with options.
 func OpenWith(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	if isPostgres(dsn) {
-		return nil, errors.New("store: PostgreSQL is not supported yet; use a SQLite file path")
+		return openPostgres(ctx, dsn, false, opts)
 	}
 	return openSQLite(ctx, dsn, false, opts)
 }
 
 // OpenReadOnly opens an existing database for reading only: it creates no
 // file, applies no migration and takes no lock, so it works beside a busy
-// server. A missing file, or a schema older than this binary, fails with
-// NotFound or Unavailable in words an operator can act on. DB.Write fails.
+// server (on PostgreSQL its sessions are read-only). A missing file, or a
+// schema older than this binary, fails with NotFound or Unavailable in words
+// an operator can act on. DB.Write fails.
 func OpenReadOnly(ctx context.Context, dsn string) (*DB, error) {
 	if isPostgres(dsn) {
-		return nil, errors.New("store: PostgreSQL is not supported yet; use a SQLite file path")
+		return openPostgres(ctx, dsn, true, Options{})
 	}
 	return openSQLite(ctx, dsn, true, Options{})
 }
@@ -129,7 +137,7 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 	q.Set("_synchronous", "FULL")
 	q.Set("_txlock", "immediate")
 	base := "file:" + filepath.ToSlash(path)
-	db := &DB{dialect: dialect{name: "sqlite"}, now: time.Now, writer: make(chan struct{}, 1), writeWait: opts.WriteWait}
+	db := &DB{dialect: sqliteDialect, now: time.Now, writer: make(chan struct{}, 1), writeWait: opts.WriteWait}
 	if !readOnly {
 		write, err := sqlx.Open("sqlite", base+"?"+q.Encode())
 		if err != nil {
@@ -152,7 +160,7 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 	}
 	read.SetMaxOpenConns(8)
 	db.read = read
-	if readOnly {
+	if readOnly || opts.NoMigrate {
 		err = db.checkSchema(ctx)
 	} else {
 		err = db.migrate(ctx)
@@ -217,8 +225,8 @@ func (db *DB) pending(ctx context.Context) ([]migration, error) {
 		return nil, err
 	}
 	var exists int
-	if err := db.read.GetContext(ctx, &exists, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`); err != nil {
-		return nil, err
+	if err := db.read.GetContext(ctx, &exists, db.dialect.tableExists, "schema_migrations"); err != nil {
+		return nil, err // as it is: at a start, the operator needs the reason
 	}
 	applied := map[int]bool{}
 	if exists > 0 {
@@ -246,7 +254,7 @@ func (db *DB) checkSchema(ctx context.Context) error {
 		return fmt.Errorf("store: read schema version: %w", err)
 	}
 	if len(todo) > 0 {
-		return Errorf(Unavailable, "the database schema is older than this entrasync (migration %s is not applied): start the server once to upgrade it", todo[0].name)
+		return Errorf(Unavailable, "the database schema is older than this entrasync (migration %s is not applied): run entrasync migrate, or start the server once, to upgrade it", todo[0].name)
 	}
 	return nil
 }
@@ -262,15 +270,31 @@ func (db *DB) migrate(ctx context.Context) error {
 	if len(todo) == 0 {
 		return nil
 	}
-	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
-		if isBusy(err) {
-			return fmt.Errorf("store: migrate: %w", db.busy())
+	if !db.dialect.concurrentWrites {
+		// SQLite makes the table atomically on the file. Two PostgreSQL
+		// nodes could race on it: they make it under the advisory lock.
+		if err := db.createMigrationsTable(ctx, db.write); err != nil {
+			return err
 		}
-		return fmt.Errorf("store: migrate: %w", err)
 	}
 	for _, m := range todo {
+		applied := false
 		err := db.Write(ctx, func(tx *Tx) error {
+			if db.dialect.concurrentWrites {
+				// Nodes starting together queue here, one at a time; each
+				// sees what the one before it applied. A node may wait for
+				// another's migration longer than the write wait that
+				// lock_timeout is otherwise set to.
+				if _, err := tx.tx.ExecContext(ctx, `SET LOCAL lock_timeout = '5min'`); err != nil {
+					return err
+				}
+				if _, err := tx.tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLockKey); err != nil {
+					return err
+				}
+				if err := db.createMigrationsTable(ctx, tx.tx); err != nil {
+					return err
+				}
+			}
 			// Another process may have applied it since pending looked.
 			var n int
 			if err := tx.tx.GetContext(ctx, &n, tx.rebind(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), m.version); err != nil {
@@ -282,12 +306,47 @@ func (db *DB) migrate(ctx context.Context) error {
 			if _, err := tx.tx.ExecContext(ctx, m.body); err != nil {
 				return fmt.Errorf("apply: %w", err)
 			}
+			applied = true
 			_, err := tx.tx.ExecContext(ctx, tx.rebind(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), m.version, formatTime(tx.now))
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("store: migration %s: %w", m.name, err)
 		}
+		if applied {
+			db.applied = append(db.applied, m.name)
+		}
+	}
+	return nil
+}
+
+// Applied lists the migrations that opening this store applied, oldest
+// first (none when the schema was already current, or another node applied
+// them first).
+func (db *DB) Applied() []string { return db.applied }
+
+// SchemaVersion is the newest schema version this binary knows, which an
+// open store's database has.
+func (db *DB) SchemaVersion() int {
+	all, _ := db.migrations()
+	if len(all) == 0 {
+		return 0
+	}
+	return all[len(all)-1].version
+}
+
+// migrationLockKey names the PostgreSQL advisory lock that migrations are
+// applied under (an arbitrary constant: "entrasync" in ASCII, truncated).
+const migrationLockKey int64 = 0x656e74726173796e
+
+func (db *DB) createMigrationsTable(ctx context.Context, ex sqlx.ExecerContext) error {
+	_, err := ex.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`)
+	if err != nil && isBusy(err) && !db.dialect.concurrentWrites {
+		return fmt.Errorf("store: migrate: %w", db.busy())
+	}
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
 	}
 	return nil
 }
@@ -315,8 +374,10 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	defer func() { <-db.writer }()
 	sqlTx, err := db.write.BeginTxx(ctx, nil)
 	if err != nil {
-		if isBusy(err) { // another process held SQLite's lock past busy_timeout
-			return db.busy()
+		// SQLite: another process held the lock past busy_timeout;
+		// PostgreSQL: the server is down or restarting.
+		if known := db.dialect.classify(err, db); known != nil {
+			return known
 		}
 		return fmt.Errorf("store: begin: %w", err)
 	}
@@ -331,8 +392,8 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (err error) {
 		}
 		if err != nil {
 			sqlTx.Rollback()
-			if isBusy(err) {
-				err = db.busy()
+			if known := db.dialect.classify(err, db); known != nil {
+				err = known
 			}
 		}
 		db.stats.hold.observe(time.Since(begun))
@@ -370,6 +431,23 @@ func (db *DB) busy() error {
 	db.stats.busy.Add(1)
 	return &Error{Code: Busy, RetryAfter: max(db.writeWait.Round(time.Second), time.Second),
 		Message: fmt.Sprintf("the database is busy: another write held it for longer than the write wait (%s); retry in a moment", db.writeWait)}
+}
+
+// unreachable is the error of a write the database could not take because
+// it is down, restarting or cut off. A write cut off mid-transaction was
+// rolled back; one cut off in its commit may have been applied, which a
+// retry of an idempotent SCIM request finds.
+func (db *DB) unreachable() error {
+	return &Error{Code: Busy, RetryAfter: 2 * time.Second,
+		Message: "the database cannot be reached at the moment: retry in a moment"}
+}
+
+// collided is the error of a PostgreSQL write rolled back so that another
+// could go on (a deadlock or serialization failure): retrying it will do.
+func (db *DB) collided() error {
+	db.stats.busy.Add(1)
+	return &Error{Code: Busy, RetryAfter: time.Second,
+		Message: "the database is busy: this write collided with another one and was rolled back; retry in a moment"}
 }
 
 // WriteWait is how long a write waits for the writer before it is Busy.

@@ -16,6 +16,7 @@ import (
 	"github.com/entrasync/entrasync/graph"
 	"github.com/entrasync/entrasync/graph/graphtest"
 	"github.com/entrasync/entrasync/store"
+	"github.com/entrasync/entrasync/store/pgtest"
 )
 
 const (
@@ -70,6 +71,9 @@ func newHarnessOn(t *testing.T, fake *graphtest.Server) *harness {
 	t.Helper()
 	h := &harness{t: t, fake: fake, dir: fake.Tenant(azureTenant), sleeps: &sleepLog{}}
 	h.dbPath = filepath.Join(t.TempDir(), "pull.db")
+	if pgtest.Selected() { // ENTRASYNC_TEST_STORE=postgres: a schema of the test PostgreSQL
+		h.dbPath = pgtest.Schema(t)
+	}
 	db, err := store.Open(context.Background(), h.dbPath)
 	if err != nil {
 		t.Fatal(err)

@@ -39,7 +39,7 @@ func demo(e *env, inv *invocation) error {
 		cfg.SecretKey = make([]byte, 32) // a demo-only key, new on each start
 		rand.Read(cfg.SecretKey)
 	}
-	svc, err := openService(e, cfg)
+	svc, err := openService(e, cfg, false)
 	if err != nil {
 		return err
 	}

@@ -76,7 +76,7 @@ var commands = []*command{
 	serveCmd, demoCmd,
 	tenantCreateCmd, tenantListCmd, tenantShowCmd, tenantGraphCmd, tenantDeleteCmd,
 	tokenCreateCmd, tokenListCmd, tokenRevokeCmd,
-	syncCmd, rekeyCmd,
+	syncCmd, rekeyCmd, migrateCmd,
 	opskeyCreateCmd, opskeyListCmd, opskeyRevokeCmd,
 	completionCmd, versionCmd,
 }
@@ -517,9 +517,13 @@ func wrapLines(text, first, rest string) string {
 	return b.String()
 }
 
-// openStore opens the configured database.
-func openStore(e *env, cfg config.Config) (*store.DB, error) {
-	db, err := store.OpenWith(e.ctx, cfg.DB, store.Options{WriteWait: cfg.WriteWait})
+// openStore opens the configured database, bringing its schema up to date.
+func openStore(e *env, cfg config.Config) (*store.DB, error) { return openStoreWith(e, cfg, false) }
+
+// openStoreWith is openStore; with noMigrate an old schema fails the open
+// instead (serve --no-migrate).
+func openStoreWith(e *env, cfg config.Config, noMigrate bool) (*store.DB, error) {
+	db, err := store.OpenWith(e.ctx, cfg.DB, store.Options{WriteWait: cfg.WriteWait, NoMigrate: noMigrate})
 	if err != nil {
 		return nil, fmt.Errorf("%v (setting db, flag --db)", err)
 	}

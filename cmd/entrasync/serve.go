@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,10 +17,13 @@ import (
 	"github.com/entrasync/entrasync/sync/opsapi"
 )
 
-var serveCmd = &command{name: "serve", summary: "serve the SCIM endpoint, the ops API, /healthz and /readyz, and pull connected tenants on schedule", run: serve}
+var serveCmd = &command{name: "serve", summary: "serve the SCIM endpoint, the ops API, /healthz and /readyz, and pull connected tenants on schedule", run: serve,
+	flags: func(fs *flag.FlagSet) any {
+		return fs.Bool("no-migrate", false, "apply no migration: refuse to start on a schema older than this entrasync (run entrasync migrate first)")
+	}}
 
 func serve(e *env, inv *invocation) error {
-	svc, err := openService(e, inv.cfg)
+	svc, err := openService(e, inv.cfg, *inv.flags.(*bool))
 	if err != nil {
 		return err
 	}
@@ -44,11 +48,11 @@ type service struct {
 	close  func()
 }
 
-func openService(e *env, cfg config.Config) (*service, error) {
+func openService(e *env, cfg config.Config, noMigrate bool) (*service, error) {
 	svc := &service{cfg: cfg, log: newLogger(e.stderr, cfg)}
 	svc.log.Info("soft memory limit", "memory_limit", cfg.ApplyMemoryLimit(e.getenv))
 	var err error
-	if svc.db, err = openStore(e, cfg); err != nil {
+	if svc.db, err = openStoreWith(e, cfg, noMigrate); err != nil {
 		return nil, err
 	}
 	if svc.ln, err = listen(cfg); err != nil {

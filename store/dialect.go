@@ -1,0 +1,129 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// dialect holds what differs between SQLite and PostgreSQL, so the SQL
+// elsewhere is written once.
+type dialect struct {
+	name string // "sqlite" or "postgres": also the migrations directory
+	// concurrentWrites: write transactions run side by side (PostgreSQL), so
+	// read-modify-write takes row locks and migrations an advisory lock.
+	concurrentWrites bool
+	// tableExists counts the tables named by its one argument.
+	tableExists string
+}
+
+var (
+	sqliteDialect = dialect{name: "sqlite",
+		tableExists: `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?`}
+	postgresDialect = dialect{name: "postgres", concurrentWrites: true,
+		tableExists: `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1`}
+)
+
+// Row locks a write transaction takes on rows it read and then decides on,
+// so that a concurrent transaction cannot change them in between. SQLite
+// needs none: its one writer already excludes every other.
+const (
+	lockUpdate   = " FOR UPDATE"    // the row will change or go: writers of it wait
+	lockKeyShare = " FOR KEY SHARE" // the row must stay: its deletion waits
+)
+
+// lock is the locking clause to end a SELECT with, or "" where the dialect
+// needs none.
+func (d dialect) lock(clause string) string {
+	if !d.concurrentWrites {
+		return ""
+	}
+	return clause
+}
+
+// classify turns a driver error a caller can act on into the store's own:
+// a write that lost to another (Busy), or a database that cannot be
+// reached (Busy too, so SCIM answers 503 with Retry-After). It returns nil
+// for other errors, and for errors that already are *Error.
+func (d dialect) classify(err error, db *DB) error {
+	var e *Error
+	switch {
+	case err == nil || errors.As(err, &e):
+		return nil
+	case pgCode(err) == "40001" || pgCode(err) == "40P01":
+		return db.collided()
+	case isBusy(err):
+		return db.busy()
+	case d.concurrentWrites && isUnreachable(err):
+		return db.unreachable()
+	}
+	return nil
+}
+
+// Pool sizes on PostgreSQL, per node: writes run side by side there, so the
+// write pool is the number of write transactions a node has open at once.
+const (
+	postgresWriteConns = 8
+	postgresReadConns  = 8
+)
+
+func openPostgres(ctx context.Context, dsn string, readOnly bool, opts Options) (*DB, error) {
+	if opts.WriteWait <= 0 {
+		opts.WriteWait = DefaultWriteWait
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return nil, errors.New("store: the PostgreSQL URL does not parse: check the db setting")
+	}
+	db := &DB{dialect: postgresDialect, now: time.Now, writer: make(chan struct{}, postgresWriteConns), writeWait: opts.WriteWait}
+	// Unknown URL parameters are session settings for pgx. A row lock
+	// waited for past the write wait fails (55P03 → Busy) instead of
+	// holding a request; the reader's sessions cannot write.
+	session := func(extra map[string]string) string {
+		q := u.Query()
+		for k, v := range extra {
+			if !q.Has(k) {
+				q.Set(k, v)
+			}
+		}
+		c := *u
+		c.RawQuery = q.Encode()
+		return c.String()
+	}
+	if !readOnly {
+		write, err := sqlx.Open("pgx", session(map[string]string{
+			"lock_timeout": strconv.FormatInt(max(opts.WriteWait.Milliseconds(), 1), 10),
+		}))
+		if err != nil {
+			return nil, fmt.Errorf("store: open PostgreSQL: %w", err)
+		}
+		write.SetMaxOpenConns(postgresWriteConns)
+		write.SetMaxIdleConns(postgresWriteConns)
+		write.SetConnMaxIdleTime(5 * time.Minute)
+		db.write = write
+	}
+	read, err := sqlx.Open("pgx", session(map[string]string{"default_transaction_read_only": "on"}))
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open PostgreSQL: %w", err)
+	}
+	read.SetMaxOpenConns(postgresReadConns)
+	read.SetMaxIdleConns(postgresReadConns)
+	read.SetConnMaxIdleTime(5 * time.Minute)
+	db.read = read
+	if readOnly || opts.NoMigrate {
+		err = db.checkSchema(ctx)
+	} else {
+		err = db.migrate(ctx)
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
