@@ -3,6 +3,9 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -170,6 +173,15 @@ func TestNoMigrate(t *testing.T) {
 				t.Fatalf("current schema: applied %v, version %d", db.Applied(), db.SchemaVersion())
 			}
 			db.Close()
+			if dialect == "sqlite" { // a no-migrate open of a missing file says so and makes none
+				missing := filepath.Join(t.TempDir(), "none.db")
+				if _, err := OpenWith(ctx, missing, Options{NoMigrate: true}); ErrorCode(err) != NotFound {
+					t.Fatalf("no-migrate open of a missing file: %v", err)
+				}
+				if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("a no-migrate open made the file: %v", err)
+				}
+			}
 		})
 	}
 }

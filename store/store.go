@@ -121,9 +121,10 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 	if path == "" {
 		return nil, errors.New("store: empty SQLite path")
 	}
-	if readOnly {
+	if readOnly || opts.NoMigrate {
+		// Neither may create the file: without migrations it would stay empty.
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return nil, Errorf(NotFound, "no database at %s: check the db setting (--db), or start the server once to create it", path)
+			return nil, Errorf(NotFound, "no database at %s: check the db setting (--db), or create it with entrasync migrate (or a start without --no-migrate)", path)
 		}
 	}
 	// WAL lets readers run beside the writer; FULL sync makes a commit survive
