@@ -2,18 +2,32 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// TestMigrateAndNoMigrate: serve --no-migrate refuses a database whose
-// schema is not current, saying to run migrate; migrate applies every
+// TestMigrateAndNoMigrate: serve --no-migrate refuses a missing database
+// and one whose schema is not current, saying to run migrate; migrate applies every
 // migration once and says so; after it, serve --no-migrate gets past the
 // store (here to the TLS files, which stop it).
 func TestMigrateAndNoMigrate(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "es.db")
 	_, errOut, code := run(t, "serve", "--no-migrate", "--addr", "127.0.0.1:0", "--db", db)
+	if code != 1 || !strings.Contains(errOut, "no database at") || !strings.Contains(errOut, "entrasync migrate") {
+		t.Fatalf("serve --no-migrate without a database: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("serve --no-migrate made the database file: %v", err)
+	}
+	// An empty database (made by hand, or by a failed first start) is refused too.
+	if err := os.WriteFile(db, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = run(t, "serve", "--no-migrate", "--addr", "127.0.0.1:0", "--db", db)
 	if code != 1 || !strings.Contains(errOut, "0001_init.sql is not applied") || !strings.Contains(errOut, "entrasync migrate") {
 		t.Fatalf("serve --no-migrate on an empty database: exit %d: %s", code, errOut)
 	}
