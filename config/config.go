@@ -49,9 +49,10 @@ type Config struct {
 	SyncWorkers  int           // sync_workers: tenants pulled at once
 	SyncJitter   time.Duration // sync_jitter: largest random delay before a scheduled pull
 
-	TLSCert   string        // tls_cert: PEM certificate chain file; with tls_key, serve HTTPS
-	TLSKey    string        // tls_key: PEM private key file of tls_cert
-	WriteWait time.Duration // write_wait: longest wait for the database writer before a write answers 503
+	TLSCert    string        // tls_cert: PEM certificate chain file; with tls_key, serve HTTPS
+	TLSKey     string        // tls_key: PEM private key file of tls_cert
+	WriteWait  time.Duration // write_wait: longest wait for the database writer before a write answers 503
+	DBMaxConns int           // db_max_conns: most PostgreSQL connections of this node (write and read pools together)
 }
 
 // setting describes one key: its name, help and how to parse it.
@@ -77,6 +78,16 @@ var settings = []setting{
 		c.DB = v
 		return nil
 	}, func(c *Config) string { return redact(c.DB) }},
+	// The floor is one writer and one reader; the ceiling only catches a
+	// slip, as PostgreSQL's max_connections is the real bound.
+	{"db_max_conns", "most PostgreSQL connections this node opens, split between writes and reads (2 to 1000; SQLite: ignored)", func(c *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 2 || n > 1000 {
+			return fmt.Errorf("want a whole number from 2 to 1000, such as 16")
+		}
+		c.DBMaxConns = n
+		return nil
+	}, func(c *Config) string { return strconv.Itoa(c.DBMaxConns) }},
 	{"public_url", "URL clients reach this server at (default http://<addr>)", func(c *Config, v string) error {
 		u, err := url.Parse(v)
 		if v != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "") {
@@ -309,6 +320,7 @@ func Default() Config {
 		MaxValueLength:  schema.DefaultMaxValueLength,
 		MaxDocumentSize: schema.DefaultMaxDocumentSize,
 		WriteWait:       5 * time.Second,
+		DBMaxConns:      16,
 	}
 }
 

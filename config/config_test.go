@@ -195,3 +195,25 @@ func TestMemoryLimit(t *testing.T) {
 		t.Fatalf("with GOMEMLIMIT set: %q, and the setting was applied: %d", got, debug.SetMemoryLimit(-1))
 	}
 }
+
+func TestDBMaxConns(t *testing.T) {
+	if c, err := load(t, "", nil); err != nil || c.DBMaxConns != 16 {
+		t.Fatalf("default db_max_conns: %d, %v", c.DBMaxConns, err)
+	}
+	c, err := load(t, `{"db_max_conns":40}`, map[string]string{"ENTRASYNC_DB_MAX_CONNS": "4"})
+	if err != nil || c.DBMaxConns != 4 {
+		t.Fatalf("ENTRASYNC_DB_MAX_CONNS=4 over the file's 40: %d, %v", c.DBMaxConns, err)
+	}
+	if c, err := load(t, `{"db_max_conns":40}`, nil); err != nil || c.DBMaxConns != 40 {
+		t.Fatalf("file db_max_conns 40: %d, %v", c.DBMaxConns, err)
+	}
+	if c, err := load(t, "", nil, "--db-max-conns", "1000"); err != nil || c.DBMaxConns != 1000 {
+		t.Fatalf("--db-max-conns 1000: %d, %v", c.DBMaxConns, err)
+	}
+	for _, bad := range []string{"1", "1001", "0", "-3", "ten", "2.5"} {
+		_, err := load(t, "", nil, "--db-max-conns", bad)
+		if err == nil || !strings.Contains(err.Error(), "--db-max-conns") || !strings.Contains(err.Error(), "from 2 to 1000") {
+			t.Errorf("--db-max-conns %s: %v", bad, err)
+		}
+	}
+}

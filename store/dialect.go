@@ -67,10 +67,17 @@ func (d dialect) classify(err error, db *DB) error {
 
 // Pool sizes on PostgreSQL, per node: writes run side by side there, so the
 // write pool is the number of write transactions a node has open at once.
-const (
-	postgresWriteConns = 8
-	postgresReadConns  = 8
-)
+// Options.MaxConns (db_max_conns) is split between the two, half each, the
+// odd one to the writers; DefaultMaxConns is 8+8.
+const DefaultMaxConns = 16
+
+// postgresPools is the write and read pool sizes for a node's MaxConns.
+func postgresPools(maxConns int) (write, read int) {
+	if maxConns < 2 {
+		maxConns = DefaultMaxConns
+	}
+	return maxConns - maxConns/2, maxConns / 2
+}
 
 func openPostgres(ctx context.Context, dsn string, readOnly bool, opts Options) (*DB, error) {
 	if opts.WriteWait <= 0 {
@@ -80,6 +87,7 @@ func openPostgres(ctx context.Context, dsn string, readOnly bool, opts Options) 
 	if err != nil {
 		return nil, errors.New("store: the PostgreSQL URL does not parse: check the db setting")
 	}
+	postgresWriteConns, postgresReadConns := postgresPools(opts.MaxConns)
 	db := &DB{dialect: postgresDialect, now: time.Now, writer: make(chan struct{}, postgresWriteConns), writeWait: opts.WriteWait}
 	// Unknown URL parameters are session settings for pgx. A row lock
 	// waited for past the write wait fails (55P03 → Busy) instead of

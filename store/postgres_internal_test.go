@@ -33,3 +33,27 @@ func TestPostgresConnectionLostIsBusy(t *testing.T) {
 		t.Fatalf("the write after: %v", err)
 	}
 }
+
+// TestPostgresMaxConns: db_max_conns bounds the connections a node opens
+// to PostgreSQL, split between its write and read pools; the writer slots
+// match the write pool.
+func TestPostgresMaxConns(t *testing.T) {
+	ctx := context.Background()
+	db, err := OpenWith(ctx, PostgresForTest(t), Options{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	w, r := db.write.Stats().MaxOpenConnections, db.read.Stats().MaxOpenConnections
+	if w+r != 4 || w < 1 || r < 1 || cap(db.writer) != w {
+		t.Fatalf("db_max_conns=4: write pool %d, read pool %d, writer slots %d", w, r, cap(db.writer))
+	}
+	def, err := Open(ctx, PostgresForTest(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer def.Close()
+	if w, r := def.write.Stats().MaxOpenConnections, def.read.Stats().MaxOpenConnections; w != 8 || r != 8 {
+		t.Fatalf("default: write pool %d, read pool %d, want 8 and 8", w, r)
+	}
+}

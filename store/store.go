@@ -67,6 +67,10 @@ type Options struct {
 	// date: one older than this binary fails with Unavailable instead
 	// (serve --no-migrate, where migrations are run on their own).
 	NoMigrate bool
+	// MaxConns is the most PostgreSQL connections this store opens, split
+	// between its write and read pools; 0 (or under 2): DefaultMaxConns.
+	// SQLite ignores it: its writer is one connection by nature.
+	MaxConns int
 }
 
 // DefaultWriteWait is the write wait when none is configured: long enough

@@ -523,7 +523,7 @@ func openStore(e *env, cfg config.Config) (*store.DB, error) { return openStoreW
 // openStoreWith is openStore; with noMigrate an old schema fails the open
 // instead (serve --no-migrate).
 func openStoreWith(e *env, cfg config.Config, noMigrate bool) (*store.DB, error) {
-	db, err := store.OpenWith(e.ctx, cfg.DB, store.Options{WriteWait: cfg.WriteWait, NoMigrate: noMigrate})
+	db, err := store.OpenWith(e.ctx, cfg.DB, store.Options{WriteWait: cfg.WriteWait, NoMigrate: noMigrate, MaxConns: cfg.DBMaxConns})
 	if err != nil {
 		return nil, fmt.Errorf("%v (setting db, flag --db)", err)
 	}
