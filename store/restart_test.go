@@ -48,7 +48,9 @@ func TestPostgresRestartReadsAndWritesAreBusyThenRecover(t *testing.T) {
 		"members":      func() error { _, err := db.Members(ctx, tn.ID, "g"); return err },
 		"runs":         func() error { _, err := db.Runs(ctx, "acme", 5); return err },
 		"ops key":      func() error { _, err := db.AuthenticateOps(ctx, "es_ops_nope"); return err },
-		"write":        func() error { return db.Write(ctx, func(tx *store.Tx) error { _, err := tx.CreateTenant("other"); return err }) },
+		"write": func() error {
+			return db.Write(ctx, func(tx *store.Tx) error { _, err := tx.CreateTenant("other"); return err })
+		},
 	}
 	for name, check := range checks {
 		// Twice: the first meets the pool's dead connections, the second
