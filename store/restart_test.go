@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,5 +76,20 @@ func TestPostgresRestartReadsAndWritesAreBusyThenRecover(t *testing.T) {
 	}
 	if got, err := db.Tenant(ctx, "other"); err != nil || got.Name != "other" {
 		t.Errorf("the write after the restart: %v, %v", got, err)
+	}
+}
+
+// Opening a store on a PostgreSQL that is down says so, with the driver's
+// reason, rather than only the driver's words.
+func TestPostgresDownAtOpenSaysUnreachable(t *testing.T) {
+	pg := pgtest.Start(t)
+	pg.Stop()
+	for name, open := range map[string]func(context.Context, string) (*store.DB, error){
+		"Open": store.Open, "OpenReadOnly": store.OpenReadOnly,
+	} {
+		_, err := open(context.Background(), pg.URL())
+		if err == nil || !strings.Contains(err.Error(), "the database cannot be reached") || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("%s on a stopped PostgreSQL: %v", name, err)
+		}
 	}
 }

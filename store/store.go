@@ -232,6 +232,9 @@ func (db *DB) pending(ctx context.Context) ([]migration, error) {
 	var exists int
 	// The raw pool: at a start, the operator needs the driver's reason.
 	if err := db.read.DB.GetContext(ctx, &exists, db.dialect.tableExists, "schema_migrations"); err != nil {
+		if db.dialect.concurrentWrites && isUnreachable(err) {
+			return nil, fmt.Errorf("the database cannot be reached (%w): check that it is running and the db setting, then retry", err)
+		}
 		return nil, err
 	}
 	applied := map[int]bool{}
