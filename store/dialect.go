@@ -123,7 +123,7 @@ func openPostgres(ctx context.Context, dsn string, readOnly bool, opts Options) 
 	read.SetMaxOpenConns(postgresReadConns)
 	read.SetMaxIdleConns(postgresReadConns)
 	read.SetConnMaxIdleTime(5 * time.Minute)
-	db.read = read
+	db.read = &reader{DB: read, db: db}
 	if readOnly || opts.NoMigrate {
 		err = db.checkSchema(ctx)
 	} else {

@@ -41,7 +41,7 @@ var migrationFiles embed.FS
 // DB is an open store.
 type DB struct {
 	write   *sqlx.DB // SQLite: one connection, as SQLite allows one writer at a time
-	read    *sqlx.DB
+	read    *reader  // the read pool, whose errors are classified as writes' are
 	dialect dialect
 	now     func() time.Time
 
@@ -164,7 +164,7 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	read.SetMaxOpenConns(8)
-	db.read = read
+	db.read = &reader{DB: read, db: db}
 	if readOnly || opts.NoMigrate {
 		err = db.checkSchema(ctx)
 	} else {
@@ -181,7 +181,11 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 func (db *DB) Close() error {
 	db.closeOnce.Do(db.stopStamps)
 	var errs []error
-	for _, pool := range []*sqlx.DB{db.read, db.write} {
+	var read *sqlx.DB
+	if db.read != nil {
+		read = db.read.DB
+	}
+	for _, pool := range []*sqlx.DB{read, db.write} {
 		if pool != nil {
 			errs = append(errs, pool.Close())
 		}
@@ -230,13 +234,17 @@ func (db *DB) pending(ctx context.Context) ([]migration, error) {
 		return nil, err
 	}
 	var exists int
-	if err := db.read.GetContext(ctx, &exists, db.dialect.tableExists, "schema_migrations"); err != nil {
-		return nil, err // as it is: at a start, the operator needs the reason
+	// The raw pool: at a start, the operator needs the driver's reason.
+	if err := db.read.DB.GetContext(ctx, &exists, db.dialect.tableExists, "schema_migrations"); err != nil {
+		if db.dialect.concurrentWrites && isUnreachable(err) {
+			return nil, fmt.Errorf("the database cannot be reached (%w): check that it is running and the db setting, then retry", err)
+		}
+		return nil, err
 	}
 	applied := map[int]bool{}
 	if exists > 0 {
 		var versions []int
-		if err := db.read.SelectContext(ctx, &versions, `SELECT version FROM schema_migrations`); err != nil {
+		if err := db.read.DB.SelectContext(ctx, &versions, `SELECT version FROM schema_migrations`); err != nil {
 			return nil, err
 		}
 		for _, v := range versions {
@@ -473,6 +481,42 @@ func (tx *Tx) get(dest any, q string, args ...any) error {
 
 func (tx *Tx) selectRows(dest any, q string, args ...any) error {
 	return tx.tx.SelectContext(tx.ctx, dest, tx.rebind(q), args...)
+}
+
+// reader is the read pool. Its reads fail the way writes do when the
+// database is busy or cannot be reached (a PostgreSQL restart, failover or
+// network cut): with Busy and a RetryAfter, so every edge answers "retry
+// later" (SCIM 503 with Retry-After) instead of an internal error. The
+// pool itself recovers: database/sql drops the broken connections and
+// dials new ones on the next read.
+type reader struct {
+	*sqlx.DB
+	db *DB
+}
+
+func (r *reader) classify(err error) error {
+	if known := r.db.dialect.classify(err, r.db); known != nil {
+		return known
+	}
+	return err
+}
+
+func (r *reader) GetContext(ctx context.Context, dest any, query string, args ...any) error {
+	return r.classify(r.DB.GetContext(ctx, dest, query, args...))
+}
+
+func (r *reader) SelectContext(ctx context.Context, dest any, query string, args ...any) error {
+	return r.classify(r.DB.SelectContext(ctx, dest, query, args...))
+}
+
+func (r *reader) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	rows, err := r.DB.QueryContext(ctx, query, args...)
+	return rows, r.classify(err)
+}
+
+func (r *reader) QueryxContext(ctx context.Context, query string, args ...any) (*sqlx.Rows, error) {
+	rows, err := r.DB.QueryxContext(ctx, query, args...)
+	return rows, r.classify(err)
 }
 
 // queryer is what reads need: the read pool or a write transaction, so the

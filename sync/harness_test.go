@@ -69,11 +69,17 @@ func newHarness(t *testing.T, opts graphtest.Options) *harness {
 // newHarnessOn is a harness with a store of its own on an existing fake.
 func newHarnessOn(t *testing.T, fake *graphtest.Server) *harness {
 	t.Helper()
-	h := &harness{t: t, fake: fake, dir: fake.Tenant(azureTenant), sleeps: &sleepLog{}}
-	h.dbPath = filepath.Join(t.TempDir(), "pull.db")
+	dsn := filepath.Join(t.TempDir(), "pull.db")
 	if pgtest.Selected() { // ENTRASYNC_TEST_STORE=postgres: a schema of the test PostgreSQL
-		h.dbPath = pgtest.Schema(t)
+		dsn = pgtest.Schema(t)
 	}
+	return newHarnessAt(t, fake, dsn)
+}
+
+// newHarnessAt is a harness on the store at dsn.
+func newHarnessAt(t *testing.T, fake *graphtest.Server, dsn string) *harness {
+	t.Helper()
+	h := &harness{t: t, fake: fake, dir: fake.Tenant(azureTenant), sleeps: &sleepLog{}, dbPath: dsn}
 	db, err := store.Open(context.Background(), h.dbPath)
 	if err != nil {
 		t.Fatal(err)
