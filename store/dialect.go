@@ -124,14 +124,5 @@ func openPostgres(ctx context.Context, dsn string, readOnly bool, opts Options) 
 	read.SetMaxIdleConns(postgresReadConns)
 	read.SetConnMaxIdleTime(5 * time.Minute)
 	db.read = &reader{DB: read, db: db}
-	if readOnly || opts.NoMigrate {
-		err = db.checkSchema(ctx)
-	} else {
-		err = db.migrate(ctx)
-	}
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
+	return db.readySchema(ctx, readOnly || opts.NoMigrate)
 }

@@ -165,7 +165,15 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 	}
 	read.SetMaxOpenConns(8)
 	db.read = &reader{DB: read, db: db}
-	if readOnly || opts.NoMigrate {
+	return db.readySchema(ctx, readOnly || opts.NoMigrate)
+}
+
+// readySchema finishes an open: it checks the schema is current (a
+// read-only or no-migrate open) or brings it up to date, closing the
+// database when it cannot.
+func (db *DB) readySchema(ctx context.Context, checkOnly bool) (*DB, error) {
+	var err error
+	if checkOnly {
 		err = db.checkSchema(ctx)
 	} else {
 		err = db.migrate(ctx)
