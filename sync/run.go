@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -65,7 +66,15 @@ type Options struct {
 	Trigger          string // schedule, cli, api, demo
 	Full             bool   // ignore stored delta links
 	ConfirmDeletions bool   // apply deprovisions over the threshold
+	// NoRunSince makes a scheduled run a no-op (ErrRanThisCycle) when a run
+	// of the tenant started after it: every node's cron fires, and the
+	// check is made under the run lock, so one cycle runs a tenant once
+	// however the nodes' fires interleave.
+	NoRunSince time.Time
 }
+
+// ErrRanThisCycle is Start's answer when Options.NoRunSince finds a run.
+var ErrRanThisCycle = errors.New("a run of this tenant started this cycle already")
 
 // errLockLost ends a run whose lock could not be renewed (the lock store
 // was unreachable, or the lock expired and another node took it): going on
@@ -142,6 +151,13 @@ func (w *Worker) Start(ctx context.Context, tenantName string, opts Options) (st
 	}
 	if err != nil {
 		return store.Run{}, nil, err // the lock says what failed, and where
+	}
+	if !opts.NoRunSince.IsZero() {
+		last, err := w.DB.Runs(ctx, tenantName, 1)
+		if err != nil || (len(last) == 1 && last[0].StartedAt.After(opts.NoRunSince)) {
+			lease.Release()
+			return store.Run{}, nil, cmp.Or(err, ErrRanThisCycle)
+		}
 	}
 	r := &runner{w: w, t: t, conn: conn, opts: opts, cands: map[string]Deprovision{}, links: map[string]string{}, left: map[string]bool{}}
 	mode, err := r.plan(ctx)

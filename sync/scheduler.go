@@ -140,14 +140,16 @@ func (s *Scheduler) reload(ctx context.Context) error {
 }
 
 // fire is one scheduled run: after the jitter, when a slot is free, unless
-// another node ran the tenant within half the schedule's interval.
+// a run of the tenant (on any node, for any reason, however it ended)
+// started within half the schedule's interval. Every node's cron fires; a
+// failed run is tried again next cycle, not by the next node to fire.
 func (s *Scheduler) fire(ctx context.Context, tenant, spec string) {
 	s.start(ctx, tenant, spec, true)
 }
 
 // start runs tenant when a slot is free. A throttled run comes back when
-// Graph says, past the recent-run check, which would count the throttled
-// run itself.
+// Graph says, past the once-a-cycle check, which would count the
+// throttled run itself.
 func (s *Scheduler) start(ctx context.Context, tenant, spec string, scheduled bool) {
 	if ctx.Err() != nil {
 		return
@@ -163,14 +165,17 @@ func (s *Scheduler) start(ctx context.Context, tenant, spec string, scheduled bo
 	case <-ctx.Done():
 		return
 	}
-	if scheduled && s.ranRecently(ctx, tenant, spec) {
-		return
+	opts := Options{Trigger: "schedule"}
+	if scheduled {
+		opts.NoRunSince = cycleStart(spec, time.Now())
 	}
-	run, err := s.Worker.RunOnce(ctx, tenant, Options{Trigger: "schedule"})
+	run, err := s.Worker.RunOnce(ctx, tenant, opts)
 	var running *RunningError
 	switch {
 	case errors.As(err, &running):
 		s.Log.Debug("skipped: a run is going", "tenant", tenant)
+	case errors.Is(err, ErrRanThisCycle):
+		s.Log.Debug("skipped: the tenant ran this cycle", "tenant", tenant)
 	case run.Status == store.RunThrottled && run.RetryAfterMS > 0:
 		wait := time.Duration(run.RetryAfterMS) * time.Millisecond
 		s.Log.Warn("throttled by Microsoft Graph; the pull comes back when Graph says", "tenant", tenant, "after", wait)
@@ -180,28 +185,17 @@ func (s *Scheduler) start(ctx context.Context, tenant, spec string, scheduled bo
 	}
 }
 
-// ranRecently reports whether a run of tenant that completed (succeeded,
-// or held for confirmation) started within half the schedule's interval:
-// with many nodes, every node's cron fires. Failed and throttled runs do
-// not count: trying again is what they call for.
-func (s *Scheduler) ranRecently(ctx context.Context, tenant, spec string) bool {
+// cycleStart is when the cycle of spec that now falls in began, for the
+// once-a-cycle check: half the schedule's interval ago. Nodes' crons fire
+// at different moments (an @every schedule counts from each node's start),
+// so the cycle is a window, not an instant.
+func cycleStart(spec string, now time.Time) time.Time {
 	sched, err := parser.Parse(spec)
 	if err != nil {
-		return false
+		return time.Time{}
 	}
-	now := time.Now()
 	next := sched.Next(now)
-	interval := sched.Next(next).Sub(next)
-	runs, err := s.Worker.DB.Runs(ctx, tenant, 10)
-	if err != nil {
-		return false
-	}
-	for _, r := range runs {
-		if r.Status == store.RunSucceeded || r.Status == store.RunHeld {
-			return now.Sub(r.StartedAt) < interval/2
-		}
-	}
-	return false
+	return now.Add(-sched.Next(next).Sub(next) / 2)
 }
 
 func sleepFor(ctx context.Context, d time.Duration) bool {

@@ -3,6 +3,7 @@ package sync
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -87,20 +88,54 @@ func TestScheduler(t *testing.T) {
 	}
 }
 
-func TestRanRecently(t *testing.T) {
+// TestOnceACycle: a scheduled run is skipped when a run of the tenant,
+// however it ended, started within half the schedule's interval; the check
+// is made under the run lock, so nodes whose crons fire together run the
+// tenant once.
+func TestOnceACycle(t *testing.T) {
 	h := newHarness(t, graphtest.Options{})
 	h.populate(5, 1, 1, 13)
-	s := &Scheduler{Worker: h.w}
-	if s.ranRecently(context.Background(), "contoso", "@every 40m") {
-		t.Fatal("no run yet, yet ran recently")
+	ctx := context.Background()
+	scheduled := func(spec string) Options {
+		return Options{Trigger: "schedule", NoRunSince: cycleStart(spec, time.Now())}
 	}
-	h.sync(store.RunSucceeded)
-	if !s.ranRecently(context.Background(), "contoso", "@every 40m") {
-		t.Fatal("a run a moment ago does not count: another node would pull again")
+	if _, err := h.w.RunOnce(ctx, "contoso", scheduled("@every 40m")); err != nil {
+		t.Fatalf("no run yet, yet: %v", err)
+	}
+	if _, err := h.w.RunOnce(ctx, "contoso", scheduled("@every 40m")); !errors.Is(err, ErrRanThisCycle) {
+		t.Fatalf("a run a moment ago does not count (another node would pull again): %v", err)
 	}
 	time.Sleep(600 * time.Millisecond) // past half of a one-second schedule
-	if s.ranRecently(context.Background(), "contoso", "@every 1s") {
-		t.Fatal("a run half a short schedule ago still skips the next")
+	if _, err := h.w.RunOnce(ctx, "contoso", scheduled("@every 1s")); err != nil {
+		t.Fatalf("a run half a short schedule ago still skips the next: %v", err)
+	}
+
+	// A failed run is the cycle's run too: the next cycle tries again, not
+	// the next node to fire.
+	h.fake.FailNext(100, http.StatusServiceUnavailable, 0)
+	if run, _ := h.w.RunOnce(ctx, "contoso", Options{Trigger: "schedule"}); run.Status != store.RunFailed {
+		t.Fatalf("with Graph failing: %+v", run)
+	}
+	h.fake.FailNext(0, 0, 0)
+	if _, err := h.w.RunOnce(ctx, "contoso", scheduled("@every 40m")); !errors.Is(err, ErrRanThisCycle) {
+		t.Fatalf("after a failed run this cycle: %v", err)
+	}
+
+	// Three nodes fire at once, many times over: one run in all.
+	time.Sleep(600 * time.Millisecond)
+	before := len(waitRuns(t, h, 0))
+	nodes := []*Worker{h.w,
+		{DB: h.db, Tokens: StoreTokens{DB: h.db}, Locks: StoreLocks{DB: h.db}, Key: testKey, Connect: h.connect},
+		{DB: h.db, Tokens: StoreTokens{DB: h.db}, Locks: StoreLocks{DB: h.db}, Key: testKey, Connect: h.connect}}
+	var wg gosync.WaitGroup
+	for range 4 {
+		for _, w := range nodes {
+			wg.Go(func() { w.RunOnce(ctx, "contoso", scheduled("@every 1h")) })
+		}
+	}
+	wg.Wait()
+	if after := len(waitRuns(t, h, 0)); after != before+1 {
+		t.Fatalf("12 fires of one cycle on three nodes made %d runs", after-before)
 	}
 }
 
