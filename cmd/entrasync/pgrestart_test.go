@@ -25,7 +25,7 @@ func TestPostgresRestartReadyzAndCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ready := readyz([]dependency{{"database", db.Ping}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ready := readyz([]dependency{{name: "database", ping: db.Ping, required: true}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	check := func() (int, string) {
 		rec := httptest.NewRecorder()
 		ready(rec, httptest.NewRequest("GET", "/readyz", nil))
