@@ -55,6 +55,7 @@ const (
 	clusterSchedule = "@every 3s"
 	clusterInterval = 3 * time.Second
 	clusterLockTTL  = "6s" // run_lock_ttl: a killed node's tenant is free again soon
+	graphLatency    = 50 * time.Millisecond
 )
 
 // cluster is entrasync nodes in child processes on one PostgreSQL schema
@@ -99,7 +100,7 @@ func newCluster(t *testing.T, nodes, tenants int) *cluster {
 	c.fake = graphtest.NewServer(graphtest.Options{PageSize: 10, MembersPerPage: 5})
 	t.Cleanup(c.fake.Close)
 	// Every Graph answer takes a while, as the real one's do.
-	c.fake.SetLatency(150 * time.Millisecond)
+	c.fake.SetLatency(graphLatency)
 	c.caFile = t.TempDir() + "/fake-graph.pem"
 	if err := os.WriteFile(c.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.fake.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
@@ -550,8 +551,8 @@ func (c *cluster) succeededSince(t *testing.T, tenant string, since time.Time) b
 // Entra-like SCIM traffic goes through all three; one node is killed in the
 // middle of a pull. Issue 8's acceptance test of "many nodes".
 func TestThreeNodes(t *testing.T) {
-	c := newCluster(t, 3, 4)
 	began := time.Now()
+	c := newCluster(t, 3, 4)
 	t.Logf("three nodes serving after %s", time.Since(began).Round(time.Millisecond))
 
 	t.Run("manual trigger", c.testManualTrigger)
@@ -579,7 +580,7 @@ func (c *cluster) testManualTrigger(t *testing.T) {
 		b, _ := io.ReadAll(res.Body)
 		var body struct {
 			store.Run
-			Error    string
+			Error    string     `json:"error"`
 			Conflict *store.Run `json:"run"`
 		}
 		json.Unmarshal(b, &body)
@@ -591,7 +592,7 @@ func (c *cluster) testManualTrigger(t *testing.T) {
 	// A run that lasts: every Graph answer takes a second while the other
 	// nodes are asked.
 	c.fake.SetLatency(time.Second)
-	defer c.fake.SetLatency(150 * time.Millisecond)
+	defer c.fake.SetLatency(graphLatency)
 	starter := c.nodes[1]
 	var started store.Run
 	waitFor(t, "a manual run to start", time.Minute, func() (bool, string) {
@@ -754,34 +755,39 @@ func (c *cluster) testTrafficAndKill(t *testing.T) {
 	c.fake.SetLatency(5 * time.Second)
 	slowSince := time.Now()
 	var victim *node
-	var cut logRecord
+	var cut []logRecord // the runs going on it: it may hold several
 	waitFor(t, "a node in the middle of a scheduled pull", time.Minute, func() (bool, string) {
 		if time.Since(slowSince) < time.Second {
 			return false, ""
 		}
 		for _, n := range c.nodes {
-			for _, r := range n.runningNow() {
+			going := n.runningNow()
+			for _, r := range going {
 				if r.Trigger == "schedule" {
-					victim, cut = n, r
 					n.kill()
+					victim, cut = n, n.runningNow() // as the log stood when it died
 					return true, ""
 				}
 			}
 		}
 		return false, "no scheduled pull going"
 	})
-	c.fake.SetLatency(150 * time.Millisecond)
+	c.fake.SetLatency(graphLatency)
 	killedAt := time.Now()
-	t.Logf("killed %s during run %d of %s (%s after the traffic began)", victim.name, cut.Run, cut.Tenant, killedAt.Sub(began).Round(time.Millisecond))
-	if r, err := c.db.Run(context.Background(), cut.Tenant, cut.Run); err != nil || r.Status != store.RunRunning && !strings.Contains(r.Error, "interrupted") {
-		t.Fatalf("run %d after its node was killed: %+v %v; want it cut short", cut.Run, r, err)
+	for _, r := range cut {
+		t.Logf("killed %s during run %d of %s (%s after the traffic began)", victim.name, r.Run, r.Tenant, killedAt.Sub(began).Round(time.Millisecond))
+		if got, err := c.db.Run(context.Background(), r.Tenant, r.Run); err != nil || got.Status != store.RunRunning && !strings.Contains(got.Error, "interrupted") {
+			t.Fatalf("run %d after its node was killed: %+v %v; want it cut short", r.Run, got, err)
+		}
 	}
 
-	// Another node pulls the killed node's tenant on a following cycle,
-	// once the dead node's lock has expired.
-	waitFor(t, "another node to pull "+cut.Tenant, time.Minute, func() (bool, string) {
-		return c.succeededSince(t, cut.Tenant, killedAt), "no run of it has succeeded since the kill"
-	})
+	// Another node pulls the killed node's tenants on a following cycle,
+	// once the dead node's locks have expired.
+	for _, r := range cut {
+		waitFor(t, "another node to pull "+r.Tenant, time.Minute, func() (bool, string) {
+			return c.succeededSince(t, r.Tenant, killedAt), "no run of it has succeeded since the kill"
+		})
+	}
 
 	// The directories stop changing; one more cycle of every tenant
 	// starts after that, and the SCIM traffic ends.
@@ -809,11 +815,13 @@ func (c *cluster) testTrafficAndKill(t *testing.T) {
 		c.checkPulled(t, tn)
 	}
 
-	// The interrupted run is marked so by the run that followed it.
-	if r, err := c.db.Run(context.Background(), cut.Tenant, cut.Run); err != nil || r.Status != store.RunFailed || !strings.Contains(r.Error, "interrupted") {
-		t.Errorf("the killed node's run %d: %+v %v; want failed, interrupted", cut.Run, r, err)
+	// The interrupted runs are marked so by the runs that followed them.
+	for _, r := range cut {
+		if got, err := c.db.Run(context.Background(), r.Tenant, r.Run); err != nil || got.Status != store.RunFailed || !strings.Contains(got.Error, "interrupted") {
+			t.Errorf("the killed node's run %d: %+v %v; want failed, interrupted", r.Run, got, err)
+		}
 	}
-	c.checkRuns(t, cut.Run, victim, killedAt)
+	c.checkRuns(t, cut, victim, killedAt)
 }
 
 // checkPushed: every acknowledged change of tenant tn is stored once, and
@@ -946,7 +954,11 @@ func (c *cluster) checkPulled(t *testing.T, tn *clusterTenant) {
 // per tenant per cycle, whichever node fires); every run but the killed
 // one succeeded; the killed node's tenant was pulled by another node after
 // the kill; and the runs were spread over more than one node.
-func (c *cluster) checkRuns(t *testing.T, killed int64, victim *node, killedAt time.Time) {
+func (c *cluster) checkRuns(t *testing.T, cut []logRecord, victim *node, killedAt time.Time) {
+	killed := map[int64]bool{}
+	for _, r := range cut {
+		killed[r.Run] = true
+	}
 	byNode := map[string]int{}
 	ranBy := map[int64]string{}
 	for _, n := range c.nodes {
@@ -965,7 +977,7 @@ func (c *cluster) checkRuns(t *testing.T, killed int64, victim *node, killedAt t
 			if ranBy[r.ID] == "" {
 				t.Errorf("%s: run %d is in no node's log", tn.name, r.ID)
 			}
-			if r.ID != killed && r.Status != store.RunSucceeded && !(i == len(rs)-1 && r.Status == store.RunRunning) {
+			if !killed[r.ID] && r.Status != store.RunSucceeded && !(i == len(rs)-1 && r.Status == store.RunRunning) {
 				t.Errorf("%s: run %d on %s ended %s: %s", tn.name, r.ID, ranBy[r.ID], r.Status, r.Error)
 			}
 			if i == 0 {
@@ -985,23 +997,25 @@ func (c *cluster) checkRuns(t *testing.T, killed int64, victim *node, killedAt t
 		if scheduled < 2 {
 			t.Errorf("%s: %d scheduled runs", tn.name, scheduled)
 		}
-		t.Logf("%s: %d runs, %d scheduled", tn.name, len(rs), scheduled)
-	}
-	// The killed node's tenant: the run after the killed one is another node's.
-	var cutTenant string
-	for _, tn := range c.tenants {
-		for _, r := range c.runs(t, tn.name) {
-			if r.ID == killed {
-				cutTenant = tn.name
+		var lines []string
+		for _, r := range rs {
+			took := "-"
+			if r.FinishedAt != nil {
+				took = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
 			}
+			lines = append(lines, fmt.Sprintf("%d %s %s %s %s %s %s", r.ID, ranBy[r.ID], r.Trigger, r.Mode, r.Status, r.StartedAt.Format("15:04:05.000"), took))
 		}
+		t.Logf("%s: %d runs, %d scheduled:\n\t%s", tn.name, len(rs), scheduled, strings.Join(lines, "\n\t"))
 	}
-	for _, r := range c.runs(t, cutTenant) {
-		if r.ID > killed {
-			if ranBy[r.ID] == "" || ranBy[r.ID] == victim.name || !r.StartedAt.After(killedAt) {
-				t.Errorf("run %d of %s, after the killed run %d, ran on %q at %s", r.ID, cutTenant, killed, ranBy[r.ID], r.StartedAt)
+	// The killed node's tenants: the run after a killed one is another node's.
+	for _, k := range cut {
+		for _, r := range c.runs(t, k.Tenant) {
+			if r.ID > k.Run {
+				if ranBy[r.ID] == "" || ranBy[r.ID] == victim.name || !r.StartedAt.After(killedAt) {
+					t.Errorf("run %d of %s, after the killed run %d, ran on %q at %s", r.ID, k.Tenant, k.Run, ranBy[r.ID], r.StartedAt)
+				}
+				break
 			}
-			break
 		}
 	}
 	if len(byNode) < 2 {
