@@ -48,6 +48,7 @@ type Config struct {
 	SyncSchedule string        // sync_schedule: default cron spec of a tenant's pull
 	SyncWorkers  int           // sync_workers: tenants pulled at once
 	SyncJitter   time.Duration // sync_jitter: largest random delay before a scheduled pull
+	RunLockTTL   time.Duration // run_lock_ttl: how long a tenant's run lock outlives a node that died holding it
 
 	TLSCert    string        // tls_cert: PEM certificate chain file; with tls_key, serve HTTPS
 	TLSKey     string        // tls_key: PEM private key file of tls_cert
@@ -237,6 +238,17 @@ var settings = []setting{
 		c.SyncJitter = d
 		return nil
 	}, func(c *Config) string { return c.SyncJitter.String() }},
+	{"run_lock_ttl", "how long a tenant's run lock outlives a node that died holding it (renewed every third of it while the run goes), e.g. 45s", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		// Under 3s a renewal (given a third of it) could miss on a busy
+		// node and stop a healthy run; past an hour a dead node's tenant
+		// waits too long.
+		if err != nil || d < 3*time.Second || d > time.Hour {
+			return fmt.Errorf("want a duration from 3s to 1h, such as 45s")
+		}
+		c.RunLockTTL = d
+		return nil
+	}, func(c *Config) string { return c.RunLockTTL.String() }},
 	{"tls_cert", "PEM certificate (chain) file: with tls_key, serve HTTPS; re-read when it changes", func(c *Config, v string) error {
 		c.TLSCert = v
 		return nil
@@ -315,6 +327,7 @@ func Default() Config {
 		SyncSchedule: "@every 40m",
 		SyncWorkers:  4,
 		SyncJitter:   2 * time.Minute,
+		RunLockTTL:   45 * time.Second,
 
 		MaxValues:       schema.DefaultMaxValues,
 		MaxValueLength:  schema.DefaultMaxValueLength,

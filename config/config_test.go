@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 )
 
 func load(t *testing.T, file string, env map[string]string, args ...string) (Config, error) {
@@ -33,7 +34,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Addr != "127.0.0.1:8080" || c.DB != "./entrasync.db" || c.BodyLimit != 1<<20 || c.LogFormat != "text" ||
-		c.Public("") != "http://127.0.0.1:8080" || c.SyncSchedule != "@every 40m" || c.SecretKey != nil {
+		c.Public("") != "http://127.0.0.1:8080" || c.SyncSchedule != "@every 40m" || c.SecretKey != nil || c.RunLockTTL != 45*time.Second {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if got := c.Public("[::]:9000"); got != "http://localhost:9000" {
@@ -66,6 +67,8 @@ func TestErrors(t *testing.T) {
 		{args: []string{"--body-limit", "100GiB"}, want: "--body-limit"},
 		{args: []string{"--sync-schedule", "every day"}, want: "want a cron spec"},
 		{args: []string{"--redis", "http://x"}, want: "want a redis://"},
+		{args: []string{"--run-lock-ttl", "1s"}, want: "want a duration from 3s to 1h"},
+		{env: map[string]string{"ENTRASYNC_RUN_LOCK_TTL": "forever"}, want: "ENTRASYNC_RUN_LOCK_TTL"},
 		{env: map[string]string{"ENTRASYNC_SECRET_KEY": "short"}, want: `ENTRASYNC_SECRET_KEY="…": want 32 random bytes`},
 		{env: map[string]string{"ENTRASYNC_RATE_LIMIT": "-1"}, want: "ENTRASYNC_RATE_LIMIT"},
 		{file: `{"adr":"x"}`, want: `unknown setting "adr"`},

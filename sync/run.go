@@ -176,6 +176,9 @@ func (w *Worker) Start(ctx context.Context, tenantName string, opts Options) (st
 		return store.Run{}, nil, err
 	}
 	r.run = run
+	// With "pull finished", the node's log says which node ran which run:
+	// runs do not record their node.
+	w.log().Info("pull started", "tenant", t.Name, "run", run.ID, "trigger", opts.Trigger, "mode", mode)
 	done := make(chan store.Run, 1)
 	go func() {
 		// The run outlives the request that started it, not the process.

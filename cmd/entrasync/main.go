@@ -469,7 +469,7 @@ func placeholder(flagName string) string {
 		return "N"
 	case "sync-schedule", "schedule":
 		return "SPEC"
-	case "sync-jitter":
+	case "sync-jitter", "run-lock-ttl":
 		return "DURATION"
 	case "client-secret-env", "old-key-env":
 		return "VAR"

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,12 +23,23 @@ import (
 )
 
 // TestMain lets a test run the real binary's Main in a child process (for
-// crash tests): ENTRASYNC_TEST_MAIN holds the arguments, one per line.
+// crash tests and many nodes): ENTRASYNC_TEST_MAIN holds the arguments, one
+// per line; ENTRASYNC_TEST_GRAPH_CA, a PEM file, makes the child trust a
+// fake Graph's certificate. SIGTERM stops it as it stops the binary.
 func TestMain(m *testing.M) {
 	if args := os.Getenv("ENTRASYNC_TEST_MAIN"); args != "" {
-		ctx, stop := context.WithCancel(context.Background())
-		defer stop()
-		os.Exit(Main(ctx, strings.Split(args, "\n"), os.Stdout, os.Stderr, os.Getenv))
+		if ca := os.Getenv(graphCAEnv); ca != "" {
+			client, err := trustingClient(ca)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "test child:", err)
+				os.Exit(2)
+			}
+			graphHTTPClient = client
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := Main(ctx, strings.Split(args, "\n"), os.Stdout, os.Stderr, os.Getenv)
+		stop()
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }

@@ -505,9 +505,10 @@ func newWorker(ctx context.Context, cfg config.Config, db *store.DB, log *slog.L
 			r.Close()
 			return nil, nil, err
 		}
+		r.TTL = cfg.RunLockTTL
 		w.Tokens, w.Locks, closer = r, r, func() { r.Close() }
 	} else {
-		w.Tokens, w.Locks = sync.StoreTokens{DB: db}, sync.StoreLocks{DB: db}
+		w.Tokens, w.Locks = sync.StoreTokens{DB: db}, sync.StoreLocks{DB: db, TTL: cfg.RunLockTTL}
 	}
 	return w, closer, nil
 }
