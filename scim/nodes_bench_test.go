@@ -1,15 +1,20 @@
 package scim_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	gosync "sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/entrasync/entrasync/scim"
 	"github.com/entrasync/entrasync/store"
 	"github.com/entrasync/entrasync/store/pgtest"
 )
@@ -19,17 +24,17 @@ import (
 // seeded users and half are creates, from throughputClients at once.
 const (
 	throughputClients = 16
-	throughputSeed    = 10_000
+	throughputSeed    = 5_000
 )
 
 // BenchmarkSCIMThroughput: SCIM requests per second through one node and
 // through three on one database, the clients' requests going round robin
-// over the nodes (as a load balancer sends them). A node is a store.DB of
-// its own (its own connection pools, as a separate process has) behind its
-// own SCIM server on its own port. The nodes run in this process, sharing
-// its CPUs and Go runtime: on one machine the figure shows what three
-// nodes' pools and the database's row locks cost or gain, not the CPU that
-// separate machines would add. SQLite serves one node, for reference.
+// over the nodes (as a load balancer sends them). A node is a child
+// process (this test binary, see serveSCIMNode) with a store.DB and SCIM
+// server of its own. On one machine the nodes share its CPUs with the
+// database and the clients: the figure shows what three nodes' pools and
+// the database's row locks cost or gain, not the CPU that separate
+// machines would add. SQLite serves one node, for reference.
 func BenchmarkSCIMThroughput(b *testing.B) {
 	nodeCounts := map[string][]int{"sqlite": {1}, "postgres": {1, 3}}
 	pgtest.EachStore(b, func(b *testing.B, kind string) {
@@ -55,20 +60,59 @@ func BenchmarkSCIMThroughput(b *testing.B) {
 	})
 }
 
+// scimNodeEnv, when set to a store's DSN, makes the test binary serve
+// SCIM on that store instead of running tests (see TestMain): a node of
+// BenchmarkSCIMThroughput.
+const scimNodeEnv = "ENTRASYNC_BENCH_SCIM_NODE"
+
+// serveSCIMNode is the child's side: it prints "LISTENING http://ADDR" and
+// serves until killed; it never returns.
+func serveSCIMNode(dsn string) {
+	db, err := store.Open(context.Background(), dsn)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "SCIM node: open the store: %v\n", err)
+		os.Exit(1)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "SCIM node: listen: %v\n", err)
+		os.Exit(1)
+	}
+	url := "http://" + l.Addr().String()
+	fmt.Println("LISTENING", url)
+	err = http.Serve(l, scim.New(scim.Config{DB: db, PublicURL: url}).Handler())
+	fmt.Fprintf(os.Stderr, "SCIM node: %v\n", err)
+	os.Exit(1)
+}
+
+// startSCIMNode starts a SCIM node on dsn in a child process, killed when
+// b's run ends, and returns its URL.
+func startSCIMNode(b *testing.B, dsn string) string {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), scimNodeEnv+"="+dsn)
+	cmd.Stderr = os.Stderr
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start a SCIM node: %v", err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		if url, ok := strings.CutPrefix(lines.Text(), "LISTENING "); ok {
+			return url
+		}
+	}
+	b.Fatal("a SCIM node did not start (its error is above)")
+	return ""
+}
+
 // benchThroughput starts nodes SCIM nodes on dsn and sends b.N requests
 // through them from throughputClients clients.
 func benchThroughput(b *testing.B, dsn, token string, nodes int) {
-	ctx := context.Background()
 	var urls []string
 	for range nodes {
-		db, err := store.OpenWith(ctx, dsn, store.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { db.Close() })
-		srv := startSCIM(db)
-		b.Cleanup(srv.Close)
-		urls = append(urls, srv.URL+"/scim/v2")
+		urls = append(urls, startSCIMNode(b, dsn)+"/scim/v2")
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: throughputClients * nodes, MaxIdleConnsPerHost: throughputClients}}
 	b.Cleanup(client.CloseIdleConnections)
