@@ -7,21 +7,31 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/entrasync/entrasync/scim"
 	"github.com/entrasync/entrasync/store"
+	"github.com/entrasync/entrasync/store/pgtest"
 )
 
-// benchUsers is the directory size the benchmarks run against.
-const benchUsers = 100_000
+// benchUsers is the directory size the benchmarks run against: 100,000,
+// or ENTRASYNC_BENCH_USERS (as the pull benchmarks), smaller for a quick
+// run on a busy machine.
+var benchUsers = func() int {
+	if n, err := strconv.Atoi(os.Getenv("ENTRASYNC_BENCH_USERS")); err == nil && n > 10 {
+		return n
+	}
+	return 100_000
+}()
 
-// fixture is one SQLite store holding benchUsers users, a group with all
-// of them as members and a 10-member group, served over real HTTP. It is
-// built once per benchmark process.
+// fixture is one store holding benchUsers users, a group with all of them
+// as members and a 10-member group, served over real HTTP. It is built
+// once per store and benchmark process, and removed by TestMain.
 type fixture struct {
 	db     *store.DB
 	srv    *httptest.Server
@@ -31,21 +41,53 @@ type fixture struct {
 	spare  []string // users in neither group, to add and remove
 	big    string   // group with benchUsers members
 	small  string   // group with 10 members
+	remove func() error
 }
 
 var (
-	fixtureOnce gosync.Once
-	theFixture  *fixture
-	fixtureErr  error
+	fixturesMu gosync.Mutex
+	fixtures   = map[string]*fixture{} // by store kind (pgtest.Stores)
 )
 
-func benchFixture(b *testing.B) *fixture {
-	b.Helper()
-	fixtureOnce.Do(func() { theFixture, fixtureErr = buildFixture() })
-	if fixtureErr != nil {
-		b.Fatal(fixtureErr)
+// TestMain removes the benchmarks' shared fixtures (a SQLite file, a
+// PostgreSQL schema) when the tests and benchmarks are done; a child
+// started as a SCIM node (scimNodeEnv) serves instead.
+func TestMain(m *testing.M) {
+	if dsn := os.Getenv(scimNodeEnv); dsn != "" {
+		serveSCIMNode(dsn)
 	}
-	return theFixture
+	code := m.Run()
+	for kind, f := range fixtures {
+		f.srv.Close()
+		f.db.Close()
+		if err := f.remove(); err != nil {
+			fmt.Fprintf(os.Stderr, "remove the %s benchmark fixture: %v\n", kind, err)
+		}
+	}
+	os.Exit(code)
+}
+
+func benchFixture(b *testing.B, kind string) *fixture {
+	b.Helper()
+	fixturesMu.Lock()
+	defer fixturesMu.Unlock()
+	if f := fixtures[kind]; f != nil {
+		return f
+	}
+	dsn, remove := pgtest.KeptDSN(b, kind)
+	start := time.Now()
+	f, err := buildFixture(dsn)
+	if err != nil {
+		if f != nil && f.db != nil {
+			f.db.Close()
+		}
+		remove()
+		b.Fatalf("build the %s benchmark fixture: %v", kind, err)
+	}
+	f.remove = remove
+	fixtures[kind] = f
+	b.Logf("the %s fixture (%d users, %d-member group) took %v to build", kind, benchUsers, benchUsers, time.Since(start).Round(time.Millisecond))
+	return f
 }
 
 func benchUserDoc(i int) map[string]any {
@@ -61,40 +103,41 @@ func benchUserDoc(i int) map[string]any {
 	}
 }
 
-func buildFixture() (*fixture, error) {
-	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "entrasync-bench-")
-	if err != nil {
-		return nil, err
-	}
-	db, err := store.Open(ctx, filepath.Join(dir, "bench.db"))
-	if err != nil {
-		return nil, err
-	}
-	f := &fixture{db: db}
+// entraCreateBody is Entra's POST /Users for a new user (its current form,
+// see scim/entra_test.go), unique by tag and i.
+func entraCreateBody(tag string, i int) string {
+	return fmt.Sprintf(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+	  "externalId":"bench-%[1]s-%[2]d","userName":"new%[1]s-%[2]d@contoso.com","active":true,
+	  "emails":[{"primary":true,"type":"work","value":"new%[2]d@contoso.com"}],
+	  "name":{"formatted":"New User","familyName":"User","givenName":"New"},
+	  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"employeeNumber":"%[2]d"}}`, tag, i)
+}
+
+// benchTenant creates a tenant and its SCIM token.
+func benchTenant(ctx context.Context, db *store.DB, name string) (tn store.Tenant, token string, err error) {
 	err = db.Write(ctx, func(tx *store.Tx) error {
-		if f.tenant, err = tx.CreateTenant("bench"); err != nil {
+		if tn, err = tx.CreateTenant(name); err != nil {
 			return err
 		}
-		_, f.token, err = tx.CreateToken(f.tenant)
+		_, token, err = tx.CreateToken(tn)
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	const spare, batch = 1000, 5000
-	for start := 0; start < benchUsers+spare; start += batch {
+	return tn, token, err
+}
+
+// seedUsers inserts the users benchUserDoc(from) to benchUserDoc(to-1),
+// 5,000 a transaction, and returns their ids.
+func seedUsers(ctx context.Context, db *store.DB, tenant int64, from, to int) ([]string, error) {
+	const batch = 5000
+	ids := make([]string, 0, to-from)
+	for start := from; start < to; start += batch {
 		err := db.Write(ctx, func(tx *store.Tx) error {
-			for i := start; i < min(start+batch, benchUsers+spare); i++ {
+			for i := start; i < min(start+batch, to); i++ {
 				r := &store.Resource{Kind: store.UserKind, Doc: benchUserDoc(i)}
-				if err := tx.Insert(f.tenant.ID, r); err != nil {
+				if err := tx.Insert(tenant, r); err != nil {
 					return err
 				}
-				if i < benchUsers {
-					f.users = append(f.users, r.ID)
-				} else {
-					f.spare = append(f.spare, r.ID)
-				}
+				ids = append(ids, r.ID)
 			}
 			return nil
 		})
@@ -102,6 +145,39 @@ func buildFixture() (*fixture, error) {
 			return nil, err
 		}
 	}
+	return ids, nil
+}
+
+// startSCIM serves db's SCIM API over real HTTP (the caller closes it).
+func startSCIM(db *store.DB) *httptest.Server {
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config.Handler = scim.New(scim.Config{DB: db, PublicURL: "http://" + srv.Listener.Addr().String()}).Handler()
+	srv.Start()
+	return srv
+}
+
+// benchRuns numbers the benchmark runs of this process, so that the users
+// each creates are new (-count, repeated runs of one b.N).
+var benchRuns atomic.Int64
+
+func nextBenchRun() string { return strconv.FormatInt(benchRuns.Add(1), 10) }
+
+func buildFixture(dsn string) (*fixture, error) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	f := &fixture{db: db}
+	if f.tenant, f.token, err = benchTenant(ctx, db, "bench"); err != nil {
+		return f, err
+	}
+	const spare = 1000
+	ids, err := seedUsers(ctx, db, f.tenant.ID, 0, benchUsers+spare)
+	if err != nil {
+		return f, err
+	}
+	f.users, f.spare = ids[:benchUsers], ids[benchUsers:]
 	err = db.Write(ctx, func(tx *store.Tx) error {
 		big := &store.Resource{Kind: store.GroupKind, Doc: map[string]any{"displayName": "Everyone"}}
 		small := &store.Resource{Kind: store.GroupKind, Doc: map[string]any{"displayName": "Board"}}
@@ -119,11 +195,9 @@ func buildFixture() (*fixture, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return f, err
 	}
-	f.srv = httptest.NewUnstartedServer(nil)
-	f.srv.Config.Handler = scim.New(scim.Config{DB: db, PublicURL: "http://" + f.srv.Listener.Addr().String()}).Handler()
-	f.srv.Start()
+	f.srv = startSCIM(db)
 	return f, nil
 }
 
@@ -142,49 +216,53 @@ func (f *fixture) do(b *testing.B, method, path, body string, want int) {
 	}
 }
 
-// BenchmarkPostUser: POST /Users of an Entra-shaped user into a store of 100,000.
+// BenchmarkPostUser: POST /Users of an Entra-shaped user into a store of
+// 100,000 (benchUsers).
 func BenchmarkPostUser(b *testing.B) {
-	f := benchFixture(b)
-	b.ResetTimer()
-	for i := range b.N {
-		f.do(b, "POST", "/Users", fmt.Sprintf(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
-		  "externalId":"bench-%d-%d","userName":"new%d-%d@contoso.com","active":true,
-		  "emails":[{"primary":true,"type":"work","value":"new%d@contoso.com"}],
-		  "name":{"formatted":"New User","familyName":"User","givenName":"New"},
-		  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"employeeNumber":"%d"}}`, b.N, i, b.N, i, i, i), http.StatusCreated)
-	}
+	pgtest.EachStore(b, func(b *testing.B, kind string) {
+		f := benchFixture(b, kind)
+		run := nextBenchRun()
+		b.ResetTimer()
+		for i := range b.N {
+			f.do(b, "POST", "/Users", entraCreateBody(run, i), http.StatusCreated)
+		}
+	})
 }
 
 // BenchmarkFilterUserName: Entra's lookup, GET /Users?filter=userName eq "...".
 func BenchmarkFilterUserName(b *testing.B) {
-	f := benchFixture(b)
-	b.ResetTimer()
-	for i := range b.N {
-		name := fmt.Sprintf("USER%06d@contoso.com", (i*7919)%benchUsers)
-		f.do(b, "GET", "/Users?filter=userName+eq+%22"+name+"%22", "", http.StatusOK)
-	}
+	pgtest.EachStore(b, func(b *testing.B, kind string) {
+		f := benchFixture(b, kind)
+		b.ResetTimer()
+		for i := range b.N {
+			name := fmt.Sprintf("USER%06d@contoso.com", (i*7919)%benchUsers)
+			f.do(b, "GET", "/Users?filter=userName+eq+%22"+name+"%22", "", http.StatusOK)
+		}
+	})
 }
 
 // BenchmarkPatchAddMember: PATCH adding one member, to a 100,000-member
-// group and to a 10-member group; the cost must not grow with the group.
+// (benchUsers) group and to a 10-member group; the cost must not grow with the group.
 func BenchmarkPatchAddMember(b *testing.B) {
-	f := benchFixture(b)
-	for _, g := range []struct{ name, id string }{{"members=10", f.small}, {"members=100000", f.big}} {
-		b.Run(g.name, func(b *testing.B) {
-			for i := range b.N {
-				member := f.spare[i%len(f.spare)]
-				f.do(b, "PATCH", "/Groups/"+g.id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-				  "Operations":[{"op":"Add","path":"members","value":[{"value":"`+member+`"}]}]}`, http.StatusNoContent)
-				b.StopTimer()
-				err := f.db.Write(context.Background(), func(tx *store.Tx) error {
-					_, err := tx.RemoveMembers(f.tenant.ID, g.id, []string{member})
-					return err
-				})
-				if err != nil {
-					b.Fatal(err)
+	pgtest.EachStore(b, func(b *testing.B, kind string) {
+		f := benchFixture(b, kind)
+		for _, g := range []struct{ name, id string }{{"members=10", f.small}, {"members=" + strconv.Itoa(benchUsers), f.big}} {
+			b.Run(g.name, func(b *testing.B) {
+				for i := range b.N {
+					member := f.spare[i%len(f.spare)]
+					f.do(b, "PATCH", "/Groups/"+g.id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+					  "Operations":[{"op":"Add","path":"members","value":[{"value":"`+member+`"}]}]}`, http.StatusNoContent)
+					b.StopTimer()
+					err := f.db.Write(context.Background(), func(tx *store.Tx) error {
+						_, err := tx.RemoveMembers(f.tenant.ID, g.id, []string{member})
+						return err
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
 				}
-				b.StartTimer()
-			}
-		})
-	}
+			})
+		}
+	})
 }

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -19,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/entrasync/entrasync/scim"
 	"github.com/entrasync/entrasync/store"
+	"github.com/entrasync/entrasync/store/pgtest"
 )
 
 // BenchmarkGroupListMemory: six parallel GET /Groups?count=1000 over 20
@@ -29,34 +27,26 @@ import (
 // the process's peak RSS (VmHWM, reset before the requests where Linux
 // allows it).
 func BenchmarkGroupListMemory(b *testing.B) {
+	pgtest.EachStore(b, benchGroupListMemory)
+}
+
+func benchGroupListMemory(b *testing.B, kind string) {
 	const groups, members, parallel = 20, 2000, 6
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(b.TempDir(), "mem.db"))
+	db, err := store.Open(ctx, pgtest.DSN(b, kind))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	var tn store.Tenant
-	var token string
-	err = db.Write(ctx, func(tx *store.Tx) error {
-		if tn, err = tx.CreateTenant("mem"); err != nil {
-			return err
-		}
-		_, token, err = tx.CreateToken(tn)
-		return err
-	})
+	tn, token, err := benchTenant(ctx, db, "mem")
 	if err != nil {
 		b.Fatal(err)
 	}
-	var users []string
+	users, err := seedUsers(ctx, db, tn.ID, 0, members)
+	if err != nil {
+		b.Fatal(err)
+	}
 	err = db.Write(ctx, func(tx *store.Tx) error {
-		for i := range members {
-			r := &store.Resource{Kind: store.UserKind, Doc: benchUserDoc(i)}
-			if err := tx.Insert(tn.ID, r); err != nil {
-				return err
-			}
-			users = append(users, r.ID)
-		}
 		for i := range groups {
 			g := &store.Resource{Kind: store.GroupKind, Doc: map[string]any{"displayName": fmt.Sprintf("Group %02d", i)}}
 			if err := tx.Insert(tn.ID, g); err != nil {
@@ -71,9 +61,7 @@ func BenchmarkGroupListMemory(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(nil)
-	srv.Config.Handler = scim.New(scim.Config{DB: db, PublicURL: "http://" + srv.Listener.Addr().String()}).Handler()
-	srv.Start()
+	srv := startSCIM(db)
 	defer srv.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: parallel}}
 

@@ -22,6 +22,7 @@ import (
 	"github.com/entrasync/entrasync/graph"
 	"github.com/entrasync/entrasync/graph/graphtest"
 	"github.com/entrasync/entrasync/store"
+	"github.com/entrasync/entrasync/store/pgtest"
 )
 
 // The benchmarks pull from a fake Graph in a child process, so the peak
@@ -121,10 +122,11 @@ func (g *benchGraph) churn(b *testing.B, n int) {
 	b.Fatal("the fake Graph stopped")
 }
 
-// benchWorker makes a fresh store with a tenant connected to g.
-func benchWorker(b *testing.B, g *benchGraph, groups []string) *Worker {
+// benchWorker makes a fresh store of the kind named (pgtest.Stores) with a
+// tenant connected to g.
+func benchWorker(b *testing.B, kind string, g *benchGraph, groups []string) *Worker {
 	b.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
+	db, err := store.Open(context.Background(), pgtest.DSN(b, kind))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -168,84 +170,91 @@ func peakRSS() float64 {
 }
 
 // BenchmarkInitialSync: the first, full pull of 100,000 users in 200
-// groups, with the worker's peak RSS.
+// groups, with the worker's peak RSS (PostgreSQL's own memory is its
+// processes', not counted), on each store.
 func BenchmarkInitialSync(b *testing.B) {
 	g := startBenchGraph(b, benchUsers, benchGroups)
-	var peak float64
-	for range b.N {
-		b.StopTimer()
-		w := benchWorker(b, g, g.groups)
-		measured := resetPeakRSS()
-		b.StartTimer()
-		run, err := w.RunOnce(context.Background(), "contoso", Options{Trigger: "bench"})
-		b.StopTimer()
-		if err != nil || run.Mode != ModeFull {
-			b.Fatalf("run %+v: %v", run, err)
+	pgtest.EachStore(b, func(b *testing.B, kind string) {
+		var peak float64
+		for range b.N {
+			b.StopTimer()
+			w := benchWorker(b, kind, g, g.groups)
+			measured := resetPeakRSS()
+			b.StartTimer()
+			run, err := w.RunOnce(context.Background(), "contoso", Options{Trigger: "bench"})
+			b.StopTimer()
+			if err != nil || run.Mode != ModeFull {
+				b.Fatalf("run %+v: %v", run, err)
+			}
+			if measured {
+				peak = max(peak, peakRSS())
+			}
+			t, _ := w.DB.Tenant(context.Background(), "contoso")
+			active, err := w.DB.CountPulledUsers(context.Background(), t.ID)
+			if err != nil || active < benchUsers*8/10 {
+				b.Fatalf("%d users pulled: %v", active, err)
+			}
+			b.StartTimer()
 		}
-		if measured {
-			peak = max(peak, peakRSS())
+		b.ReportMetric(float64(benchUsers)*float64(b.N)/b.Elapsed().Seconds(), "users/s")
+		if peak > 0 {
+			b.ReportMetric(peak, "peak-RSS-MiB")
 		}
-		t, _ := w.DB.Tenant(context.Background(), "contoso")
-		active, err := w.DB.CountPulledUsers(context.Background(), t.ID)
-		if err != nil || active < benchUsers*8/10 {
-			b.Fatalf("%d users pulled: %v", active, err)
-		}
-		b.StartTimer()
-	}
-	b.ReportMetric(float64(benchUsers)*float64(b.N)/b.Elapsed().Seconds(), "users/s")
-	if peak > 0 {
-		b.ReportMetric(peak, "peak-RSS-MiB")
-	}
+	})
 }
 
 // BenchmarkIncrementalSync: a delta pull carrying 1,000 changes (joiners,
 // leavers, renames, moves, disables, title changes, soft deletes,
-// restores) against a store of 100,000 users.
+// restores) against a store of 100,000 users, on each store.
 func BenchmarkIncrementalSync(b *testing.B) {
 	g := startBenchGraph(b, benchUsers, benchGroups)
-	w := benchWorker(b, g, g.groups)
-	if _, err := w.RunOnce(context.Background(), "contoso", Options{Trigger: "bench"}); err != nil {
-		b.Fatal(err)
-	}
-	var changes int
-	b.ResetTimer()
-	for range b.N {
-		b.StopTimer()
-		g.churn(b, 1000)
-		b.StartTimer()
-		run, err := w.RunOnce(context.Background(), "contoso", Options{Trigger: "bench"})
-		if err != nil || run.Mode != ModeDelta {
-			b.Fatalf("run %+v: %v", run, err)
-		}
-		var c Counts
-		if err := json.Unmarshal(run.Changes, &c); err != nil {
+	pgtest.EachStore(b, func(b *testing.B, kind string) {
+		w := benchWorker(b, kind, g, g.groups)
+		if _, err := w.RunOnce(context.Background(), "contoso", Options{Trigger: "bench"}); err != nil {
 			b.Fatal(err)
 		}
-		changes += c.Total()
-	}
-	b.ReportMetric(float64(changes)/float64(b.N), "changes/run")
+		var changes int
+		b.ResetTimer()
+		for range b.N {
+			b.StopTimer()
+			g.churn(b, 1000)
+			b.StartTimer()
+			run, err := w.RunOnce(context.Background(), "contoso", Options{Trigger: "bench"})
+			if err != nil || run.Mode != ModeDelta {
+				b.Fatalf("run %+v: %v", run, err)
+			}
+			var c Counts
+			if err := json.Unmarshal(run.Changes, &c); err != nil {
+				b.Fatal(err)
+			}
+			changes += c.Total()
+		}
+		b.ReportMetric(float64(changes)/float64(b.N), "changes/run")
+	})
 }
 
 // BenchmarkFullResync: a full pull (as after an expired delta link) of a
 // tenant already pulled, with nothing changed: every group read from
 // scratch, every user looked up again, 50 a request (the users delta by
-// id, under User.Read.All), and nothing written.
+// id, under User.Read.All), and nothing written; on each store.
 func BenchmarkFullResync(b *testing.B) {
 	g := startBenchGraph(b, benchUsers, benchGroups)
-	w := benchWorker(b, g, g.groups)
-	if _, err := w.RunOnce(context.Background(), "contoso", Options{Trigger: "bench"}); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for range b.N {
-		run, err := w.RunOnce(context.Background(), "contoso", Options{Trigger: "bench", Full: true})
-		if err != nil || run.Mode != ModeFull {
-			b.Fatalf("run %+v: %v", run, err)
+	pgtest.EachStore(b, func(b *testing.B, kind string) {
+		w := benchWorker(b, kind, g, g.groups)
+		if _, err := w.RunOnce(context.Background(), "contoso", Options{Trigger: "bench"}); err != nil {
+			b.Fatal(err)
 		}
-		var c Counts
-		if err := json.Unmarshal(run.Changes, &c); err != nil || c.Total() != 0 {
-			b.Fatalf("a full run over an unchanged directory changed %+v (%v)", c, err)
+		b.ResetTimer()
+		for range b.N {
+			run, err := w.RunOnce(context.Background(), "contoso", Options{Trigger: "bench", Full: true})
+			if err != nil || run.Mode != ModeFull {
+				b.Fatalf("run %+v: %v", run, err)
+			}
+			var c Counts
+			if err := json.Unmarshal(run.Changes, &c); err != nil || c.Total() != 0 {
+				b.Fatalf("a full run over an unchanged directory changed %+v (%v)", c, err)
+			}
 		}
-	}
-	b.ReportMetric(float64(benchUsers)*float64(b.N)/b.Elapsed().Seconds(), "users/s")
+		b.ReportMetric(float64(benchUsers)*float64(b.N)/b.Elapsed().Seconds(), "users/s")
+	})
 }
