@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	gosync "sync"
@@ -121,11 +122,12 @@ func (s *Scheduler) reload(ctx context.Context) error {
 			s.cron.Remove(e.id)
 		}
 		tenant := c.Tenant
-		id, err := s.cron.AddFunc(spec, func() { s.fire(ctx, tenant, spec) })
+		sched, err := tenantSchedule(spec, tenant)
 		if err != nil {
 			s.Log.Error("a tenant's schedule does not parse; it is not pulled", "tenant", tenant, "schedule", spec, "err", err)
 			continue
 		}
+		id := s.cron.Schedule(sched, cron.FuncJob(func() { s.fire(ctx, tenant, spec) }))
 		s.entries[tenant] = entry{id: id, spec: spec}
 		s.Log.Info("scheduled", "tenant", tenant, "schedule", spec)
 	}
@@ -137,6 +139,37 @@ func (s *Scheduler) reload(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// tenantSchedule is spec as tenant's runs follow it. An @every schedule
+// counts from when its entry was added, so each node would fire at its own
+// moments and the node started first would win every tenant's lock; here
+// it fires at multiples of its interval since the Unix epoch, the same on
+// every node, offset by a fraction of the interval drawn from the
+// tenant's name, so that tenants also spread over the interval. Cron
+// specs are on the wall clock already.
+func tenantSchedule(spec, tenant string) (cron.Schedule, error) {
+	sched, err := parser.Parse(spec)
+	if err != nil {
+		return nil, err
+	}
+	every, ok := sched.(cron.ConstantDelaySchedule)
+	if !ok {
+		return sched, nil
+	}
+	h := fnv.New64a()
+	h.Write([]byte(tenant))
+	offset := time.Duration(h.Sum64()%uint64(every.Delay/time.Second)) * time.Second
+	return alignedEvery{every: every.Delay, offset: offset}, nil
+}
+
+// alignedEvery fires every interval, at offset past each multiple of it.
+type alignedEvery struct{ every, offset time.Duration }
+
+func (a alignedEvery) Next(t time.Time) time.Time {
+	n := t.UnixNano() - int64(a.offset)
+	k := n/int64(a.every) + 1
+	return time.Unix(0, k*int64(a.every)+int64(a.offset)).In(t.Location())
 }
 
 // fire is one scheduled run: after the jitter, when a slot is free, unless

@@ -121,8 +121,9 @@ func TestOnceACycle(t *testing.T) {
 		t.Fatalf("after a failed run this cycle: %v", err)
 	}
 
-	// Three nodes fire at once, many times over: one run in all.
-	time.Sleep(600 * time.Millisecond)
+	// Three nodes fire at once, many times over, for a cycle that began
+	// now: one run in all.
+	cycle := Options{Trigger: "schedule", NoRunSince: time.Now()}
 	before := len(waitRuns(t, h, 0))
 	nodes := []*Worker{h.w,
 		{DB: h.db, Tokens: StoreTokens{DB: h.db}, Locks: StoreLocks{DB: h.db}, Key: testKey, Connect: h.connect},
@@ -130,12 +131,44 @@ func TestOnceACycle(t *testing.T) {
 	var wg gosync.WaitGroup
 	for range 4 {
 		for _, w := range nodes {
-			wg.Go(func() { w.RunOnce(ctx, "contoso", scheduled("@every 1h")) })
+			wg.Go(func() { w.RunOnce(ctx, "contoso", cycle) })
 		}
 	}
 	wg.Wait()
 	if after := len(waitRuns(t, h, 0)); after != before+1 {
 		t.Fatalf("12 fires of one cycle on three nodes made %d runs", after-before)
+	}
+}
+
+// TestSchedulesAlignAcrossNodes: an @every schedule fires at the same
+// moments whenever a node started (so jitter, not start order, decides
+// which node takes a tenant), and different tenants at different moments
+// of the interval.
+func TestSchedulesAlignAcrossNodes(t *testing.T) {
+	a, err := tenantSchedule("@every 40m", "contoso")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	first := a.Next(start)
+	for _, later := range []time.Duration{time.Second, 7 * time.Minute, 39 * time.Minute} {
+		if got := a.Next(start.Add(later)); !got.Equal(first) && !got.Equal(first.Add(40*time.Minute)) {
+			t.Fatalf("a node started %v later fires at %v, not with the others at %v", later, got, first)
+		}
+	}
+	if next := a.Next(first); next.Sub(first) != 40*time.Minute {
+		t.Fatalf("after %v comes %v", first, next)
+	}
+	moments := map[time.Time]bool{}
+	for i := range 20 {
+		s, _ := tenantSchedule("@every 40m", fmt.Sprintf("tenant%d", i))
+		moments[s.Next(start)] = true
+	}
+	if len(moments) < 15 {
+		t.Fatalf("20 tenants fire at only %d moments of the interval", len(moments))
+	}
+	if s, _ := tenantSchedule("*/5 * * * *", "contoso"); !s.Next(start).Equal(start.Add(5 * time.Minute)) {
+		t.Fatalf("a cron spec moved: %v", s.Next(start))
 	}
 }
 
