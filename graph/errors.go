@@ -246,6 +246,9 @@ func (c *Client) fail(ctx context.Context, err error, request, permission string
 	case KindGraph:
 		if e.Status == http.StatusUnauthorized {
 			e.advice = "Graph refused the app's access token: check that --graph-url and --authority-host name the same cloud"
+		} else if e.Status >= 500 {
+			e.advice = "Microsoft Graph failed on its side: the next run tries again; if this lasts, " +
+				"see Service health in the Microsoft 365 admin center"
 		}
 	}
 	return e
