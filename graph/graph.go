@@ -275,7 +275,12 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("graph: request adapter: %w", err)
 	}
 	adapter.SetBaseUrl(cfg.GraphURL + "/v1.0")
-	return &Client{cfg: cfg, sdk: msgraph.NewGraphServiceClient(adapter), graph: graphURL, version: "/v1.0"}, nil
+	// NewGraphServiceClient sets the SDK's global backing store factory
+	// (to the value it already holds) on every call: a data race with the
+	// models other tenants' runs are decoding at the time. A nil factory
+	// leaves the global alone.
+	sdk := &msgraph.GraphServiceClient{GraphBaseServiceClient: *msgraph.NewGraphBaseServiceClient(adapter, nil)}
+	return &Client{cfg: cfg, sdk: sdk, graph: graphURL, version: "/v1.0"}, nil
 }
 
 // scopeFor is the .default scope of the Graph resource: the national
