@@ -246,6 +246,9 @@ func (c *Client) fail(ctx context.Context, err error, request, permission string
 	case KindGraph:
 		if e.Status == http.StatusUnauthorized {
 			e.advice = "Graph refused the app's access token: check that --graph-url and --authority-host name the same cloud"
+		} else if e.Status >= 500 {
+			e.advice = "Microsoft Graph failed on its side: the next run tries again; if this lasts, " +
+				"see Service health in the Microsoft 365 admin center"
 		}
 	}
 	return e
@@ -304,13 +307,13 @@ func (c *Client) classify(ctx context.Context, err error) *Error {
 		if main := odata.GetErrorEscaped(); main != nil {
 			e.Code, e.Message = deref(main.GetCode()), deref(main.GetMessage())
 		}
-		e.Kind = graphKind(e.Status, e.Code)
+		e.Kind = graphKind(e.Status, e.Code, e.RetryAfter)
 		return e
 	}
 	var api *abstractions.ApiError
 	if errors.As(err, &api) {
 		e := &Error{Status: api.ResponseStatusCode, Message: api.Message, RetryAfter: retryAfterHeader(api.ResponseHeaders), Err: err}
-		e.Kind = graphKind(e.Status, "")
+		e.Kind = graphKind(e.Status, "", e.RetryAfter)
 		return e
 	}
 	var auth *azidentity.AuthenticationFailedError
@@ -341,14 +344,16 @@ func (c *Client) classify(ctx context.Context, err error) *Error {
 	return &Error{Kind: KindOther, Message: "the request failed: " + Redact(err.Error()), Err: err}
 }
 
-// graphKind sorts a Graph answer.
-func graphKind(status int, code string) Kind {
+// graphKind sorts a Graph answer. A 503 is throttling when it says when to
+// come back (Retry-After); without, Graph is unavailable, a failure the
+// next cycle retries.
+func graphKind(status int, code string, retryAfter time.Duration) Kind {
 	switch {
 	case status == http.StatusForbidden:
 		return KindPermission
 	case status == http.StatusGone || strings.EqualFold(code, CodeSyncStateNotFound) || strings.EqualFold(code, CodeResyncRequired):
 		return KindResync
-	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
+	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable && retryAfter > 0:
 		return KindThrottled
 	}
 	return KindGraph

@@ -75,6 +75,11 @@ type Config struct {
 	// the longest Retry-After waited for in place.
 	MaxRetries int
 	MaxWait    time.Duration
+	// MaxDownTime bounds the time one request spends on a Graph (or token
+	// endpoint) that does not answer or answers only 503/504, attempts and
+	// waits together: a retry that would pass it is not made. A request
+	// may end up to Timeout past it. Default 90 s.
+	MaxDownTime time.Duration
 	// Sleep waits (tests pass a fake clock); default a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
 }
@@ -102,6 +107,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.MaxWait == 0 {
 		c.MaxWait = 2 * time.Minute
+	}
+	if c.MaxDownTime == 0 {
+		c.MaxDownTime = 90 * time.Second
 	}
 	if c.Sleep == nil {
 		c.Sleep = sleepCtx
@@ -218,7 +226,8 @@ func New(cfg Config) (*Client, error) {
 	if parent == nil {
 		parent = http.DefaultTransport
 	}
-	retrying := &retryTransport{next: parent, maxRetries: cfg.MaxRetries, maxWait: cfg.MaxWait, timeout: cfg.Timeout, sleep: cfg.Sleep}
+	retrying := &retryTransport{next: parent, maxRetries: cfg.MaxRetries, maxWait: cfg.MaxWait, timeout: cfg.Timeout,
+		maxDown: cfg.MaxDownTime, sleep: cfg.Sleep}
 
 	co := azcore.ClientOptions{
 		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: cfg.AuthorityHost},
@@ -266,7 +275,12 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("graph: request adapter: %w", err)
 	}
 	adapter.SetBaseUrl(cfg.GraphURL + "/v1.0")
-	return &Client{cfg: cfg, sdk: msgraph.NewGraphServiceClient(adapter), graph: graphURL, version: "/v1.0"}, nil
+	// NewGraphServiceClient sets the SDK's global backing store factory
+	// (to the value it already holds) on every call: a data race with the
+	// models other tenants' runs are decoding at the time. A nil factory
+	// leaves the global alone.
+	sdk := &msgraph.GraphServiceClient{GraphBaseServiceClient: *msgraph.NewGraphBaseServiceClient(adapter, nil)}
+	return &Client{cfg: cfg, sdk: sdk, graph: graphURL, version: "/v1.0"}, nil
 }
 
 // scopeFor is the .default scope of the Graph resource: the national

@@ -22,7 +22,13 @@ type retryTransport struct {
 	maxRetries int
 	maxWait    time.Duration // a longer Retry-After is not waited for here: the run comes back later
 	timeout    time.Duration // for an answer's headers, per attempt; 0: none
-	sleep      func(ctx context.Context, d time.Duration) error
+	// maxDown bounds a Graph that is down: once a request's attempts and
+	// waits, with no answer or only 503/504, would pass it, the request is
+	// not tried again, so a run against a dead Graph ends (and frees its
+	// worker) in bounded time. 429s are not counted: Graph said when to
+	// come back. 0: no bound.
+	maxDown time.Duration
+	sleep   func(ctx context.Context, d time.Duration) error
 	// afterFunc starts an attempt's timer; time.AfterFunc unless a test
 	// needs to choose when it fires.
 	afterFunc func(d time.Duration, f func()) stopper
@@ -53,13 +59,17 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	backoff := time.Second
+	var spent time.Duration // on attempts, and on waits for a Graph that is down (not 429's)
+	downBy := func(wait time.Duration) bool { return t.maxDown > 0 && spent+wait > t.maxDown }
 	for attempt := 0; ; attempt++ {
+		sent := time.Now()
 		res, err := t.send(req)
+		spent += time.Since(sent)
 		var wait time.Duration
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return nil, err // the caller's cancellation, not the network's failure
-		case errors.Is(err, errNoAnswer) && attempt < t.maxRetries:
+		case errors.Is(err, errNoAnswer) && attempt < t.maxRetries && !downBy(backoff):
 			wait, backoff = backoff, backoff*2
 		case errors.Is(err, errNoAnswer):
 			e := networkError(req, err)
@@ -78,6 +88,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if wait > t.maxWait {
 				return res, nil // the caller sees the 429 and its Retry-After
 			}
+			if res.StatusCode != http.StatusTooManyRequests && downBy(wait) {
+				return res, nil // Graph is down: the run fails, and the next cycle tries again
+			}
 			io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
 			res.Body.Close()
 			if observe, ok := ctx.Value(waitObserverKey{}).(func(time.Duration)); ok {
@@ -86,6 +99,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if err := t.sleep(ctx, wait); err != nil {
 			return nil, err
+		}
+		if res == nil || res.StatusCode != http.StatusTooManyRequests {
+			spent += wait
 		}
 		// A RoundTripper must not change the request it was given: send a copy.
 		req = req.Clone(ctx)

@@ -442,3 +442,58 @@ func FuzzRetryTransport(f *testing.F) {
 		}
 	})
 }
+
+// A Graph that is down (no answer, or only 503/504) is retried only while
+// the request's attempts and waits stay within maxDown, so a run against
+// it ends in bounded time; 429s are waited for as Graph says, outside it.
+func TestRetryGivesUpOnADownGraph(t *testing.T) {
+	t.Run("503 with Retry-After", func(t *testing.T) {
+		var b bodies
+		calls := 0
+		sleeper := &noSleep{}
+		tr := &retryTransport{next: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			calls++
+			return status(&b, 503, "30")(r), nil
+		}), maxRetries: 4, maxWait: 2 * time.Minute, timeout: time.Minute, maxDown: 100 * time.Second, sleep: sleeper.sleep}
+		res, _ := roundTrip(t, tr, newRequest(t, context.Background(), http.MethodGet, "https://graph.example/v1.0/users/delta", nil))
+		res.Body.Close()
+		var waited time.Duration
+		for _, w := range sleeper.waits {
+			waited += w
+		}
+		// Unbounded, the 4 retries would wait 2 minutes.
+		if res.StatusCode != 503 || waited > 100*time.Second || len(sleeper.waits) != 3 || calls != 4 {
+			t.Fatalf("status %d after %d calls, waits %v", res.StatusCode, calls, sleeper.waits)
+		}
+		if n := b.open(); n != 0 {
+			t.Fatalf("%d bodies left open", n)
+		}
+	})
+	t.Run("no answer", func(t *testing.T) {
+		calls := 0
+		sleeper := &noSleep{}
+		tr := &retryTransport{next: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			calls++
+			<-r.Context().Done() // a Graph that accepts and never answers
+			return nil, r.Context().Err()
+		}), maxRetries: 4, maxWait: 2 * time.Minute, timeout: 10 * time.Millisecond, maxDown: 5 * time.Second, sleep: sleeper.sleep}
+		_, err := roundTrip(t, tr, newRequest(t, context.Background(), http.MethodGet, "https://graph.example/v1.0/users/delta", nil))
+		// Waits of 1 s and 2 s fit 5 s; the next, 4 s, would not.
+		if !IsNetwork(err) || !strings.Contains(err.Error(), "no answer within 10ms, 3 times") || calls != 3 ||
+			fmt.Sprint(sleeper.waits) != "[1s 2s]" {
+			t.Fatalf("%v after %d calls, waits %v", err, calls, sleeper.waits)
+		}
+	})
+	t.Run("429 is not bounded by it", func(t *testing.T) {
+		var b bodies
+		calls := 0
+		sleeper := &noSleep{}
+		tr := &retryTransport{next: script(&b, &calls, status(&b, 429, "60"), status(&b, 429, "60"), status(&b, 503, "")),
+			maxRetries: 4, maxWait: 2 * time.Minute, timeout: time.Minute, maxDown: 90 * time.Second, sleep: sleeper.sleep}
+		res, _ := roundTrip(t, tr, newRequest(t, context.Background(), http.MethodGet, "https://graph.example/v1.0/users/delta", nil))
+		res.Body.Close()
+		if res.StatusCode != 200 || calls != 4 {
+			t.Fatalf("status %d after %d calls, waits %v", res.StatusCode, calls, sleeper.waits)
+		}
+	})
+}

@@ -67,12 +67,32 @@ const runSelect = `SELECT r.id, t.name AS tenant, r.triggered_by, r.mode, r.stat
 	r.users_seen, r.groups_seen, r.changes, r.held, r.throttle_waits, r.throttle_ms, r.retry_after_ms, r.error
 	FROM sync_runs r JOIN tenants t ON t.id = r.tenant_id`
 
-// StartRun records a run as running. Runs of the tenant still marked
-// running were cut short by a stopped process (the caller holds the run
-// lock, so none is really going): they are marked failed.
+// AbandonedRunError is the error recorded on a run that was still marked
+// running when the next run of its tenant took the run lock.
+const AbandonedRunError = "interrupted: the node running it stopped before it finished (crash or kill), or could not record " +
+	"how it ended; the run after it repairs what it left"
+
+// FailAbandonedRuns marks the tenant's runs still marked running as failed
+// (AbandonedRunError) and returns their ids. The caller holds the tenant's
+// run lock, so none of them is really going: whoever ran them held the
+// lock and lost it, or died.
+func (tx *Tx) FailAbandonedRuns(t Tenant) ([]int64, error) {
+	var ids []int64
+	if err := tx.selectRows(&ids, `SELECT id FROM sync_runs WHERE tenant_id = ? AND status = ? ORDER BY id`, t.ID, RunRunning); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	_, err := tx.exec(`UPDATE sync_runs SET status = ?, finished_at = ?, error = ? WHERE tenant_id = ? AND status = ?`,
+		RunFailed, formatTime(tx.now), AbandonedRunError, t.ID, RunRunning)
+	return ids, err
+}
+
+// StartRun records a run as running, after FailAbandonedRuns (the caller
+// holds the run lock).
 func (tx *Tx) StartRun(t Tenant, trigger, mode string) (Run, error) {
-	if _, err := tx.exec(`UPDATE sync_runs SET status = ?, finished_at = ?, error = 'interrupted: the process running it stopped'
-		WHERE tenant_id = ? AND status = ?`, RunFailed, formatTime(tx.now), t.ID, RunRunning); err != nil {
+	if _, err := tx.FailAbandonedRuns(t); err != nil {
 		return Run{}, err
 	}
 	var id int64

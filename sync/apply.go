@@ -37,6 +37,10 @@ func Apply(ctx context.Context, db *store.DB, tenant int64, cs ChangeSet) (Count
 	return counts, nil
 }
 
+// duringApply, when set, runs inside the transaction after each change is
+// written, before the commit: a test kills its process there.
+var duringApply func(cs ChangeSet, written int)
+
 // ApplyTx is Apply inside a transaction the caller owns.
 func ApplyTx(tx *store.Tx, tenant int64, cs ChangeSet) (Counts, error) {
 	var c Counts
@@ -50,6 +54,9 @@ func ApplyTx(tx *store.Tx, tenant int64, cs ChangeSet) (Counts, error) {
 		before := c.MembersAdded + c.MembersRemoved
 		if err := applyOne(tx, tenant, ch, &c); err != nil {
 			return Counts{}, err
+		}
+		if duringApply != nil {
+			duringApply(cs, i+1)
 		}
 		switch {
 		case (ch.Op == Create || ch.Op == Update) && ch.Resource.Kind == store.GroupKind:

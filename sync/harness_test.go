@@ -260,17 +260,30 @@ func (h *harness) countUsers() (active, inactive int) {
 // snapshot renders the tenant's whole state, to show a run changed nothing.
 func (h *harness) snapshot() string {
 	h.t.Helper()
+	s, err := snapshotOf(h.db, h.tenant.ID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+// snapshotOf is snapshot from any process (a child has no harness).
+func snapshotOf(db *store.DB, tenant int64) (string, error) {
+	ctx := context.Background()
 	var lines []string
 	for _, kind := range []store.Kind{store.UserKind, store.GroupKind} {
-		page, err := h.db.List(context.Background(), h.tenant.ID, kind, store.Query{Count: 1_000_000})
+		page, err := db.List(ctx, tenant, kind, store.Query{Count: 1_000_000})
 		if err != nil {
-			h.t.Fatal(err)
+			return "", err
 		}
 		for _, r := range page.Resources {
 			doc, _ := json.Marshal(r.Doc)
 			lines = append(lines, fmt.Sprintf("%s %s v%d %s", r.ID, r.EntraID, r.Version, doc))
 			if kind == store.GroupKind {
-				ms, _ := h.db.Members(context.Background(), h.tenant.ID, r.ID)
+				ms, err := db.Members(ctx, tenant, r.ID)
+				if err != nil {
+					return "", err
+				}
 				for _, m := range ms {
 					lines = append(lines, "  "+m.ID)
 				}
@@ -278,7 +291,7 @@ func (h *harness) snapshot() string {
 		}
 	}
 	sort.Strings(lines)
-	return strings.Join(lines, "\n")
+	return strings.Join(lines, "\n"), nil
 }
 
 // userIn returns a user that is a member of group g and of no other assigned group.

@@ -29,10 +29,12 @@ import (
 // A test re-executes this binary as a child process with these variables
 // set; TestMain then runs the child's part instead of the tests.
 const (
-	childRoleEnv  = "ENTRASYNC_TEST_CHILD" // "kill" or "redis"
-	childDBEnv    = "ENTRASYNC_TEST_DB"    // the SQLite file
-	childCAEnv    = "ENTRASYNC_TEST_CA"    // PEM file with the fake Graph's certificate
-	childRedisEnv = "ENTRASYNC_TEST_REDIS" // Redis URL, role "redis"
+	childRoleEnv     = "ENTRASYNC_TEST_CHILD"    // "kill", "killtx" or "redis"
+	childDBEnv       = "ENTRASYNC_TEST_DB"       // the store's DSN
+	childCAEnv       = "ENTRASYNC_TEST_CA"       // PEM file with the fake Graph's certificate
+	childRedisEnv    = "ENTRASYNC_TEST_REDIS"    // Redis URL, role "redis"
+	childKillAtEnv   = "ENTRASYNC_TEST_KILL_AT"  // role "killtx": "call:write", see killInsideApply
+	childSnapshotEnv = "ENTRASYNC_TEST_SNAPSHOT" // role "killtx": where to write what the store held
 )
 
 func TestMain(m *testing.M) {
@@ -49,6 +51,8 @@ func TestMain(m *testing.M) {
 //
 // Role "kill" runs one pull with StoreLocks (TTL 1 s) and SIGKILLs itself
 // after the run's changes committed, before its delta links are saved.
+// Role "killtx" SIGKILLs itself inside an Apply transaction (see
+// killInsideApply).
 // Role "redis" keeps links and locks in Redis, prints READY, waits for a
 // line on stdin (so two children start their runs together), runs one pull
 // and prints "RESULT ok <run id>", "RESULT locked" or "RESULT error <msg>".
@@ -77,6 +81,12 @@ func runChild(role string) int {
 			p, _ := os.FindProcess(os.Getpid())
 			p.Signal(os.Kill)
 			time.Sleep(time.Minute) // the signal lands before this ends
+		}
+	case "killtx":
+		w.Tokens, w.Locks = StoreTokens{DB: db}, StoreLocks{DB: db, TTL: time.Second}
+		if err := killInsideApply(db, os.Getenv(childKillAtEnv), os.Getenv(childSnapshotEnv)); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			return 2
 		}
 	case "redis":
 		rd, err := NewRedis(os.Getenv(childRedisEnv))

@@ -152,6 +152,21 @@ func (w *Worker) Start(ctx context.Context, tenantName string, opts Options) (st
 	if err != nil {
 		return store.Run{}, nil, err // the lock says what failed, and where
 	}
+	// A run still marked running is a phantom now that we hold the lock:
+	// it is ended here, before any reason to skip this run, so that ops do
+	// not see it going (nor get it in a 409) until the tenant's next run.
+	var abandoned []int64
+	err = w.DB.Write(ctx, func(tx *store.Tx) (err error) {
+		abandoned, err = tx.FailAbandonedRuns(t)
+		return err
+	})
+	if err != nil {
+		lease.Release()
+		return store.Run{}, nil, err
+	}
+	if len(abandoned) > 0 {
+		w.log().Warn("runs left marked running by a node that stopped are recorded failed", "tenant", tenantName, "runs", abandoned)
+	}
 	if !opts.NoRunSince.IsZero() {
 		last, err := w.DB.Runs(ctx, tenantName, 1)
 		if err != nil || (len(last) == 1 && last[0].StartedAt.After(opts.NoRunSince)) {
