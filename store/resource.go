@@ -68,6 +68,16 @@ func encode(k Kind, doc map[string]any) (*encoded, error) {
 	return &encoded{doc: string(b), names: names, values: values, rows: indexRows(doc)}, nil
 }
 
+// Rows is how many rows an Insert of r writes: its own and its attribute
+// index rows (an Update rewrites at most as many). The pull sizes its
+// transactions by it.
+func (r *Resource) Rows() int {
+	if r.enc != nil {
+		return 1 + len(r.enc.rows)
+	}
+	return 1 + len(indexRows(r.Doc))
+}
+
 // encoding returns r's prepared encoding, once, or encodes it now.
 func (r *Resource) encoding() (*encoded, error) {
 	if enc := r.enc; enc != nil {

@@ -10,9 +10,10 @@ import (
 // to keep (a few atomic adds a write) and cheap to read, for benchmarks
 // and for metrics.
 type WriteStats struct {
-	Busy uint64    // writes refused with Busy after the write wait
-	Wait Histogram // from Write being called to its transaction begun
-	Hold Histogram // from begin to commit or rollback: the writer held
+	Busy    uint64    // writes refused with Busy after the write wait
+	Waiting int64     // writes waiting for the writer now
+	Wait    Histogram // from Write being called to its transaction begun
+	Hold    Histogram // from begin to commit or rollback: the writer held
 }
 
 // Histogram counts durations into buckets with fixed upper bounds.
@@ -63,9 +64,10 @@ var histogramBounds = []time.Duration{
 }
 
 type writeStats struct {
-	busy atomic.Uint64
-	wait histogram
-	hold histogram
+	busy    atomic.Uint64
+	waiting atomic.Int64
+	wait    histogram
+	hold    histogram
 }
 
 type histogram struct {
@@ -102,5 +104,5 @@ func (h *histogram) snapshot() Histogram {
 
 // WriteStats returns the write statistics so far.
 func (db *DB) WriteStats() WriteStats {
-	return WriteStats{Busy: db.stats.busy.Load(), Wait: db.stats.wait.snapshot(), Hold: db.stats.hold.snapshot()}
+	return WriteStats{Busy: db.stats.busy.Load(), Waiting: db.stats.waiting.Load(), Wait: db.stats.wait.snapshot(), Hold: db.stats.hold.snapshot()}
 }

@@ -435,6 +435,8 @@ func (db *DB) takeWriter(ctx context.Context) error {
 		return nil
 	default:
 	}
+	db.stats.waiting.Add(1)
+	defer db.stats.waiting.Add(-1)
 	timer := time.NewTimer(db.writeWait)
 	defer timer.Stop()
 	select {

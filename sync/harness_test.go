@@ -30,7 +30,7 @@ var testKey = []byte("0123456789abcdef0123456789abcdef")
 // harness is a fake Graph tenant, a store with a tenant connected to it,
 // and a worker.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	fake   *graphtest.Server
 	dir    *graphtest.Directory
 	db     *store.DB
@@ -57,7 +57,7 @@ func (s *sleepLog) sleep(ctx context.Context, d time.Duration) error {
 // newHarness starts a fake Graph whose app has exactly the permissions the
 // README asks a customer's admin to grant, and a store connected to it
 // with the README's defaults (the deletion guard at 20 %).
-func newHarness(t *testing.T, opts graphtest.Options) *harness {
+func newHarness(t testing.TB, opts graphtest.Options) *harness {
 	t.Helper()
 	fake := graphtest.NewServer(opts)
 	t.Cleanup(fake.Close)
@@ -67,7 +67,7 @@ func newHarness(t *testing.T, opts graphtest.Options) *harness {
 }
 
 // newHarnessOn is a harness with a store of its own on an existing fake.
-func newHarnessOn(t *testing.T, fake *graphtest.Server) *harness {
+func newHarnessOn(t testing.TB, fake *graphtest.Server) *harness {
 	t.Helper()
 	dsn := filepath.Join(t.TempDir(), "pull.db")
 	if pgtest.Selected() { // ENTRASYNC_TEST_STORE=postgres: a schema of the test PostgreSQL
@@ -77,7 +77,7 @@ func newHarnessOn(t *testing.T, fake *graphtest.Server) *harness {
 }
 
 // newHarnessAt is a harness on the store at dsn.
-func newHarnessAt(t *testing.T, fake *graphtest.Server, dsn string) *harness {
+func newHarnessAt(t testing.TB, fake *graphtest.Server, dsn string) *harness {
 	t.Helper()
 	h := &harness{t: t, fake: fake, dir: fake.Tenant(azureTenant), sleeps: &sleepLog{}, dbPath: dsn}
 	db, err := store.Open(context.Background(), h.dbPath)

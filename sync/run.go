@@ -59,6 +59,11 @@ type Worker struct {
 	// beforeSave, when set, runs after a run's changes committed and before
 	// its delta links are saved (tests kill the process there).
 	beforeSave func()
+	// sliceRows, when set, replaces the constant sliceRows (tests slice
+	// small pages); inSlice, when set, runs inside each transaction of
+	// the pull's changes (tests hold it open or fail it there).
+	sliceRows int
+	inSlice   func(tenant int64, slice ChangeSet) error
 }
 
 // Options say how a run was asked for.
@@ -485,7 +490,7 @@ func (r *runner) dropGoneGroups(ctx context.Context, before []string) error {
 	for _, id := range ids {
 		cs = append(cs, Change{Op: Delete, Kind: store.GroupKind, ID: id})
 	}
-	counts, err := Apply(ctx, r.w.DB, r.t.ID, cs)
+	counts, _, err := r.applyChanges(ctx, cs)
 	r.count.Add(counts)
 	return err
 }
@@ -618,7 +623,10 @@ func (r *runner) stubNested(p *Page) []string {
 // moved a resource between our read and our write.
 const applyAttempts = 4
 
-// apply diffs a page against the store and applies the result.
+// apply diffs a page against the store and applies the result, in slices
+// (applyChanges). When a slice fails on a concurrent SCIM write, the whole
+// page is diffed again: what the slices before it committed is found done
+// and left alone, and the rest applied.
 func (r *runner) apply(ctx context.Context, p Page, mark int64) error {
 	if err := r.fetch(ctx, &p); err != nil {
 		return err
@@ -629,24 +637,42 @@ func (r *runner) apply(ctx context.Context, p Page, mark int64) error {
 			return err
 		}
 		plan := Diff(p, st, store.NewID)
-		counts, err := Apply(ctx, r.w.DB, r.t.ID, plan.Changes)
+		counts, committed, err := r.applyChanges(ctx, plan.Changes)
+		r.count.Add(counts)
+		if err == nil || committed > 0 {
+			// What committed stands: a user renamed aside is found free
+			// by the re-diff, which would not name it again.
+			r.keep(plan)
+		}
 		if store.ErrorCode(err) == store.Precondition && attempt < applyAttempts {
 			continue
 		}
-		if err != nil {
-			return err
-		}
-		r.count.Add(counts)
-		for _, d := range plan.Deprovision {
-			r.propose(d)
-		}
-		for _, id := range plan.Left {
-			r.left[id] = true
-		}
-		r.rescan = r.rescan || plan.Rescan
-		r.aside = append(r.aside, plan.Aside...)
-		return nil
+		return err
 	}
+}
+
+// keep takes what a plan tells the rest of the run.
+func (r *runner) keep(plan Plan) {
+	for _, d := range plan.Deprovision {
+		r.propose(d)
+	}
+	for _, id := range plan.Left {
+		r.left[id] = true
+	}
+	r.rescan = r.rescan || plan.Rescan
+	r.aside = append(r.aside, plan.Aside...)
+}
+
+// applyChanges applies a pull's changes in transactions of at most
+// sliceRows rows, so that no write of another tenant waits behind a whole
+// page. It returns the counts of the slices committed and how many they
+// are, on failure too.
+func (r *runner) applyChanges(ctx context.Context, cs ChangeSet) (Counts, int, error) {
+	var inTx func(ChangeSet) error
+	if r.w.inSlice != nil {
+		inTx = func(slice ChangeSet) error { return r.w.inSlice(r.t.ID, slice) }
+	}
+	return ApplySlices(ctx, r.w.DB, r.t.ID, cs, cmp.Or(r.w.sliceRows, sliceRows), inTx)
 }
 
 func (r *runner) propose(d Deprovision) {
@@ -811,7 +837,7 @@ func (r *runner) sweep(ctx context.Context) error {
 	for _, g := range scope {
 		cs = append(cs, Change{Op: SweepMembers, ID: g, Mark: r.run.ID})
 	}
-	counts, err := Apply(ctx, r.w.DB, r.t.ID, cs)
+	counts, _, err := r.applyChanges(ctx, cs)
 	r.count.Add(counts)
 	return err
 }
@@ -909,11 +935,11 @@ func (r *runner) settleAll(ctx context.Context, scope []string) error {
 	for _, g := range outside {
 		cs = append(cs, Change{Op: SetMembers, ID: g, Members: []string{}})
 	}
-	counts, err := Apply(ctx, r.w.DB, r.t.ID, cs)
+	counts, _, err := r.applyChanges(ctx, cs)
+	r.count.Add(counts)
 	if err != nil {
 		return err
 	}
-	r.count.Add(counts)
 	left, err := r.w.DB.PulledUsersOutside(ctx, r.t.ID, scope, r.conn.Deprovision != "delete")
 	if err != nil {
 		return err
@@ -955,14 +981,9 @@ func (r *runner) deprovision(ctx context.Context) error {
 			"confirm with `entrasync sync %s --confirm-deletions`, or raise the threshold", n, limit, r.t.Name)
 		return nil
 	}
-	for _, part := range chunked(cs, 500) {
-		counts, err := Apply(ctx, r.w.DB, r.t.ID, part)
-		if err != nil {
-			return err
-		}
-		r.count.Add(counts)
-	}
-	return nil
+	counts, _, err := r.applyChanges(ctx, cs)
+	r.count.Add(counts)
+	return err
 }
 
 // threshold is how many deprovisions a run may apply unconfirmed.

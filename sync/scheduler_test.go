@@ -258,7 +258,7 @@ func waitRuns(t *testing.T, h *harness, n int) []store.Run {
 }
 
 // waitFor polls cond for up to 30 seconds.
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
