@@ -160,11 +160,16 @@ func (w *Worker) Start(ctx context.Context, tenantName string, opts Options) (st
 	// A run still marked running is a phantom now that we hold the lock:
 	// it is ended here, before any reason to skip this run, so that ops do
 	// not see it going (nor get it in a 409) until the tenant's next run.
+	// Read first: every node's every fire comes here, and a write each
+	// would queue behind SCIM's for nothing.
 	var abandoned []int64
-	err = w.DB.Write(ctx, func(tx *store.Tx) (err error) {
-		abandoned, err = tx.FailAbandonedRuns(t)
-		return err
-	})
+	_, going, err := w.DB.RunningRun(ctx, tenantName)
+	if err == nil && going {
+		err = w.DB.Write(ctx, func(tx *store.Tx) (err error) {
+			abandoned, err = tx.FailAbandonedRuns(t)
+			return err
+		})
+	}
 	if err != nil {
 		lease.Release()
 		return store.Run{}, nil, err
