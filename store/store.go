@@ -15,6 +15,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -55,6 +56,8 @@ type DB struct {
 	stamps    stamps
 	closeOnce gosync.Once
 	applied   []string // migrations this Open applied
+
+	checkpoints *checkpointer // SQLite: the log's checkpoints, off the writer
 }
 
 // Options tune an open store; the zero value means the defaults.
@@ -71,6 +74,8 @@ type Options struct {
 	// between its write and read pools; 0 (or under 2): DefaultMaxConns.
 	// SQLite ignores it: its writer is one connection by nature.
 	MaxConns int
+
+	checkpointEvery time.Duration // SQLite; 0: checkpointEvery (tests shorten it)
 }
 
 // DefaultWriteWait is the write wait when none is configured: long enough
@@ -144,13 +149,22 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 	base := "file:" + filepath.ToSlash(path)
 	db := &DB{dialect: sqliteDialect, now: time.Now, writer: make(chan struct{}, 1), writeWait: opts.WriteWait}
 	if !readOnly {
-		write, err := sqlx.Open("sqlite", base+"?"+q.Encode())
+		wq := url.Values{}
+		for k, v := range q {
+			wq[k] = v
+		}
+		wq.Add("_pragma", noAutoCheckpoint)
+		write, err := sqlx.Open("sqlite", base+"?"+wq.Encode())
 		if err != nil {
 			return nil, fmt.Errorf("store: open %s: %w", path, err)
 		}
 		write.SetMaxOpenConns(1)
 		write.SetConnMaxIdleTime(0)
 		db.write = write
+		if err := db.startCheckpoints(base+"?"+q.Encode(), cmp.Or(opts.checkpointEvery, checkpointEvery)); err != nil {
+			write.Close()
+			return nil, fmt.Errorf("store: open %s: %w", path, err)
+		}
 	}
 	q.Set("_query_only", "1")
 	if readOnly {
@@ -187,7 +201,10 @@ func (db *DB) readySchema(ctx context.Context, checkOnly bool) (*DB, error) {
 
 // Close closes the database, after writing the last-use stamps it holds.
 func (db *DB) Close() error {
-	db.closeOnce.Do(db.stopStamps)
+	db.closeOnce.Do(func() {
+		db.stopStamps()
+		db.stopCheckpoints()
+	})
 	var errs []error
 	var read *sqlx.DB
 	if db.read != nil {

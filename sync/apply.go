@@ -163,15 +163,15 @@ func applyOne(tx *store.Tx, tenant int64, ch *Change, c *Counts) error {
 // write waits for at most one slice; on PostgreSQL a slice bounds the row
 // locks the pull holds at once and how long it holds a write connection.
 //
-// Measured with BenchmarkPullBesideSCIM on SQLite (20,000 users, on 2
-// cores shared with other builds, load ~20): a page in one transaction
-// wrote up to 53,000 rows and held the writer 3.7 s, and a SCIM write of
-// another tenant waited as long; past write_wait (5 s) it would be
-// answered 503, and the pull would lose its lock (its renewal is a write
-// too). In 1,000-row slices the longest hold was 0.5 s under that load,
-// 35 ms at best (~35 µs a row): far under the 100 ms a SCIM write may wait
-// on an unloaded machine, for 490 transactions instead of 17.
-const sliceRows = 1000
+// Measured with BenchmarkPullBesideSCIM on SQLite (20,000 users in 800
+// groups, another tenant writing every 10 ms, 2 cores): a page in one
+// transaction wrote up to 53,000 rows and held the writer 2.0 s on a quiet
+// machine (3.7 s under load), and a SCIM write of another tenant waited as
+// long; past write_wait (5 s) it would be answered 503, and the pull would
+// lose its lock (its renewal is a write too). 1,000-row slices still held
+// it up to 130 ms on a quiet machine; 500 keeps a SCIM write's wait under
+// the 100 ms it may wait, at the cost of more, smaller commits.
+const sliceRows = 500
 
 // rows is about how many rows c writes: a resource with its attribute
 // index rows, one a member of a membership change, deleteRows a deletion,
