@@ -168,10 +168,11 @@ func applyOne(tx *store.Tx, tenant int64, ch *Change, c *Counts) error {
 // transaction wrote up to 53,000 rows and held the writer 2.0 s on a quiet
 // machine (3.7 s under load), and a SCIM write of another tenant waited as
 // long; past write_wait (5 s) it would be answered 503, and the pull would
-// lose its lock (its renewal is a write too). 1,000-row slices still held
-// it up to 130 ms on a quiet machine; 500 keeps a SCIM write's wait under
-// the 100 ms it may wait, at the cost of more, smaller commits.
-const sliceRows = 500
+// lose its lock (its renewal is a write too). With background checkpoints
+// (store/checkpoint.go), the longest wait of a SCIM write was 135 ms
+// behind 500-row slices and 84 ms behind 250-row ones (p99 25 ms), for the
+// same pull time: 250 keeps it under the 100 ms a SCIM write may wait.
+const sliceRows = 250
 
 // rows is about how many rows c writes: a resource with its attribute
 // index rows, one a member of a membership change, deleteRows a deletion,
