@@ -628,20 +628,6 @@ func (c *cluster) testManualTrigger(t *testing.T) {
 	}
 }
 
-// authStatus is a GET's status from one node with a bearer.
-func authStatus(t *testing.T, n *node, path, bearer string) int {
-	t.Helper()
-	req, _ := http.NewRequest("GET", n.base+path, nil)
-	req.Header.Set("Authorization", "Bearer "+bearer)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	return res.StatusCode
-}
-
 // testRevokedToken: a SCIM token revoked (by the CLI, on the shared
 // database) is refused by every node on its very next request.
 func (c *cluster) testRevokedToken(t *testing.T) {
@@ -649,13 +635,13 @@ func (c *cluster) testRevokedToken(t *testing.T) {
 	var cred credentials
 	json.Unmarshal([]byte(c.cli(t, "token", "create", tn.name, "--json")), &cred)
 	for _, n := range c.nodes {
-		if code := authStatus(t, n, "/scim/v2/Users?count=1", cred.SecretToken); code != http.StatusOK {
+		if code := scimGet(t, n.base+"/scim/v2/Users?count=1", cred.SecretToken); code != http.StatusOK {
 			t.Fatalf("%s before the revocation: %d", n.name, code)
 		}
 	}
 	c.cli(t, "token", "revoke", cred.TokenID)
 	for _, n := range c.nodes {
-		if code := authStatus(t, n, "/scim/v2/Users?count=1", cred.SecretToken); code != http.StatusUnauthorized {
+		if code := scimGet(t, n.base+"/scim/v2/Users?count=1", cred.SecretToken); code != http.StatusUnauthorized {
 			t.Errorf("%s on the first request after the revocation: %d, want 401", n.name, code)
 		}
 	}
@@ -667,13 +653,13 @@ func (c *cluster) testRevokedOpsKey(t *testing.T) {
 	json.Unmarshal([]byte(c.cli(t, "opskey", "create", "dashboard", "--json")), &key)
 	path := "/ops/v1/tenants/" + c.tenants[0].name + "/runs?limit=1"
 	for _, n := range c.nodes {
-		if code := authStatus(t, n, path, key.Key); code != http.StatusOK {
+		if code := scimGet(t, n.base+path, key.Key); code != http.StatusOK {
 			t.Fatalf("%s before the revocation: %d", n.name, code)
 		}
 	}
 	c.cli(t, "opskey", "revoke", "dashboard")
 	for _, n := range c.nodes {
-		if code := authStatus(t, n, path, key.Key); code != http.StatusUnauthorized {
+		if code := scimGet(t, n.base+path, key.Key); code != http.StatusUnauthorized {
 			t.Errorf("%s on the first request after the revocation: %d, want 401", n.name, code)
 		}
 	}
