@@ -248,14 +248,14 @@ func sliceChanges(cs ChangeSet, bound int) []ChangeSet {
 	return out
 }
 
-// ApplySlices applies cs as consecutive transactions of at most bound rows
+// applySlices applies cs as consecutive transactions of at most bound rows
 // (sliceChanges); a change set under the bound is one transaction. A failure
 // leaves the slices before it committed: it returns their counts and how
 // many they are. Applying the same changes again (or a re-diff of the same
 // page) finds those done and applies the rest. inTx, when set, runs in
 // each slice's transaction after its changes; an error from it rolls the
 // slice back.
-func ApplySlices(ctx context.Context, db *store.DB, tenant int64, cs ChangeSet, bound int,
+func applySlices(ctx context.Context, db *store.DB, tenant int64, cs ChangeSet, bound int,
 	inTx func(slice ChangeSet) error) (Counts, int, error) {
 	for i := range cs {
 		if r := cs[i].Resource; r != nil && (cs[i].Op == Create || cs[i].Op == Update) {
