@@ -104,3 +104,59 @@ func (tx *Tx) index(tenant int64, kind Kind, id string, rows []attrRow) error {
 	}
 	return nil
 }
+
+// reindex brings a stored resource's index rows to rows, touching only the
+// rows that differ: an update of one attribute rewrites one row, not the
+// document's every value (each row is two B-tree entries). The stored rows
+// are read, not derived from the stored document, so they are the truth.
+func (tx *Tx) reindex(tenant int64, kind Kind, id string, rows []attrRow) error {
+	tag := kind.info().tag
+	var stored []struct {
+		Path  string `db:"path"`
+		Idx   int    `db:"idx"`
+		Value string `db:"value"`
+	}
+	if err := tx.selectRows(&stored, `SELECT path, idx, value FROM attrs WHERE tenant_id = ? AND resource = ? AND resource_id = ?`, tenant, tag, id); err != nil {
+		return err
+	}
+	type slot struct {
+		path string
+		idx  int
+	}
+	want := make(map[slot]string, len(rows))
+	for _, r := range rows {
+		want[slot{r.path, r.idx}] = r.value
+	}
+	// A slot is kept when its one stored row already holds the wanted value.
+	count := make(map[slot]int, len(stored))
+	for _, s := range stored {
+		count[slot{s.Path, s.Idx}]++
+	}
+	var gone []any
+	kept := make(map[slot]bool, len(stored))
+	for _, s := range stored {
+		k := slot{s.Path, s.Idx}
+		if v, ok := want[k]; ok && v == s.Value && count[k] == 1 {
+			kept[k] = true
+			continue
+		}
+		gone = append(gone, s.Path, s.Idx)
+	}
+	const perStatement = 100 // pairs: 200 parameters
+	for len(gone) > 0 {
+		n := min(len(gone), 2*perStatement)
+		q := `DELETE FROM attrs WHERE tenant_id = ? AND resource = ? AND resource_id = ? AND (path, idx) IN (VALUES ` +
+			strings.TrimSuffix(strings.Repeat("(?, CAST(? AS INTEGER)), ", n/2), ", ") + `)`
+		if _, err := tx.exec(q, append([]any{tenant, tag, id}, gone[:n]...)...); err != nil {
+			return err
+		}
+		gone = gone[n:]
+	}
+	var added []attrRow
+	for _, r := range rows {
+		if !kept[slot{r.path, r.idx}] {
+			added = append(added, r)
+		}
+	}
+	return tx.index(tenant, kind, id, added)
+}

@@ -310,10 +310,7 @@ func (tx *Tx) Update(tenant int64, r *Resource, ifVersion int64) (prior Prior, c
 		return prior, false, err
 	}
 	r.Version, r.Created, r.LastModified = cur.Version+1, parseTime(cur.CreatedAt), tx.now
-	if _, err := tx.exec(`DELETE FROM attrs WHERE tenant_id = ? AND resource = ? AND resource_id = ?`, tenant, ki.tag, r.ID); err != nil {
-		return prior, false, err
-	}
-	return prior, true, tx.index(tenant, r.Kind, r.ID, enc.rows)
+	return prior, true, tx.reindex(tenant, r.Kind, r.ID, enc.rows)
 }
 
 // CheckVersion fails with NotFound when the resource is not stored and with

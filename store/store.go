@@ -5,8 +5,9 @@
 // selected by a postgres:// DSN, and the dialect type keeps the few places
 // where the two differ in one spot.
 //
-// Reads run on a pool of connections; every write runs in DB.Write, one
-// transaction committed before Write returns. On SQLite there is one writer,
+// Reads run on a pool of connections; every write runs in DB.Write, in a
+// transaction committed before Write returns (shared by concurrent writes:
+// group commit, see groupcommit.go). On SQLite there is one writer,
 // so a write transaction holds only the version checks and the writes:
 // callers read, evaluate and encode (Resource.Prepare) before it. On
 // PostgreSQL writes run side by side on a pool, and what SQLite's one writer
@@ -52,12 +53,15 @@ type DB struct {
 	// write connection on PostgreSQL.
 	writer    chan struct{}
 	writeWait time.Duration
+	batchMu   gosync.Mutex
+	forming   *batch // the batch waiting for a writer, which Writes join (groupcommit.go)
 	stats     writeStats
 	stamps    stamps
 	closeOnce gosync.Once
 	applied   []string // migrations this Open applied
 
 	checkpoints *checkpointer // SQLite: the log's checkpoints, off the writer
+	writeStmts  *stmtCache    // SQLite: the writer's prepared statements; nil on PostgreSQL
 }
 
 // Options tune an open store; the zero value means the defaults.
@@ -154,6 +158,9 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 			wq[k] = v
 		}
 		wq.Add("_pragma", noAutoCheckpoint)
+		// Savepoints (group commit) and multi-row statements keep undo
+		// pages in a journal of their own: in memory, not a temp file.
+		wq.Add("_pragma", "temp_store(memory)")
 		write, err := sqlx.Open("sqlite", base+"?"+wq.Encode())
 		if err != nil {
 			return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -161,6 +168,7 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 		write.SetMaxOpenConns(1)
 		write.SetConnMaxIdleTime(0)
 		db.write = write
+		db.writeStmts = newStmtCache(write)
 		if err := db.startCheckpoints(base+"?"+q.Encode(), cmp.Or(opts.checkpointEvery, checkpointEvery)); err != nil {
 			write.Close()
 			return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -178,7 +186,8 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	read.SetMaxOpenConns(8)
-	db.read = &reader{DB: read, db: db}
+	read.SetMaxIdleConns(8) // prepared statements live on connections: keep them
+	db.read = &reader{DB: read, db: db, stmts: newStmtCache(read)}
 	return db.readySchema(ctx, readOnly || opts.NoMigrate)
 }
 
@@ -397,54 +406,6 @@ type Tx struct {
 	now time.Time // one timestamp for everything the transaction writes
 }
 
-// Write runs fn in one transaction and commits it when fn returns nil; any
-// error rolls everything back, so a failed request leaves no trace. fn
-// holds the one writer: it should only check and write. When the writer
-// stays taken past the write wait, Write fails with Busy.
-func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (err error) {
-	if db.write == nil {
-		return Errorf(Unavailable, "the database was opened read-only")
-	}
-	asked := time.Now()
-	if err := db.takeWriter(ctx); err != nil {
-		return err
-	}
-	defer func() { <-db.writer }()
-	sqlTx, err := db.write.BeginTxx(ctx, nil)
-	if err != nil {
-		// SQLite: another process held the lock past busy_timeout;
-		// PostgreSQL: the server is down or restarting.
-		if known := db.dialect.classify(err, db); known != nil {
-			return known
-		}
-		return fmt.Errorf("store: begin: %w", err)
-	}
-	begun := time.Now()
-	db.stats.wait.observe(begun.Sub(asked))
-	tx := &Tx{tx: sqlTx, ctx: ctx, db: db, now: db.now().UTC().Truncate(time.Millisecond)}
-	defer func() {
-		if p := recover(); p != nil {
-			sqlTx.Rollback()
-			db.stats.hold.observe(time.Since(begun))
-			panic(p)
-		}
-		if err != nil {
-			sqlTx.Rollback()
-			if known := db.dialect.classify(err, db); known != nil {
-				err = known
-			}
-		}
-		db.stats.hold.observe(time.Since(begun))
-	}()
-	if err = fn(tx); err != nil {
-		return err
-	}
-	if err = sqlTx.Commit(); err != nil {
-		return fmt.Errorf("store: commit: %w", err)
-	}
-	return nil
-}
-
 // takeWriter waits, at most the write wait, for this process's writer.
 func (db *DB) takeWriter(ctx context.Context) error {
 	select {
@@ -499,15 +460,27 @@ func (tx *Tx) Now() time.Time { return tx.now }
 func (tx *Tx) rebind(q string) string { return tx.tx.Rebind(q) }
 
 func (tx *Tx) exec(q string, args ...any) (sql.Result, error) {
-	return tx.tx.ExecContext(tx.ctx, tx.rebind(q), args...)
+	q = tx.rebind(q)
+	if s := tx.db.writeStmts.cached(q); s != nil {
+		return tx.tx.StmtxContext(tx.ctx, s).ExecContext(tx.ctx, args...)
+	}
+	return tx.tx.ExecContext(tx.ctx, q, args...)
 }
 
 func (tx *Tx) get(dest any, q string, args ...any) error {
-	return tx.tx.GetContext(tx.ctx, dest, tx.rebind(q), args...)
+	q = tx.rebind(q)
+	if s := tx.db.writeStmts.cached(q); s != nil {
+		return tx.tx.StmtxContext(tx.ctx, s).GetContext(tx.ctx, dest, args...)
+	}
+	return tx.tx.GetContext(tx.ctx, dest, q, args...)
 }
 
 func (tx *Tx) selectRows(dest any, q string, args ...any) error {
-	return tx.tx.SelectContext(tx.ctx, dest, tx.rebind(q), args...)
+	q = tx.rebind(q)
+	if s := tx.db.writeStmts.cached(q); s != nil {
+		return tx.tx.StmtxContext(tx.ctx, s).SelectContext(tx.ctx, dest, args...)
+	}
+	return tx.tx.SelectContext(tx.ctx, dest, q, args...)
 }
 
 // reader is the read pool. Its reads fail the way writes do when the
@@ -518,7 +491,8 @@ func (tx *Tx) selectRows(dest any, q string, args ...any) error {
 // dials new ones on the next read.
 type reader struct {
 	*sqlx.DB
-	db *DB
+	db    *DB
+	stmts *stmtCache // SQLite; nil: unprepared
 }
 
 func (r *reader) classify(err error) error {
@@ -529,19 +503,33 @@ func (r *reader) classify(err error) error {
 }
 
 func (r *reader) GetContext(ctx context.Context, dest any, query string, args ...any) error {
+	if s := r.stmts.get(ctx, query); s != nil {
+		return r.classify(s.GetContext(ctx, dest, args...))
+	}
 	return r.classify(r.DB.GetContext(ctx, dest, query, args...))
 }
 
 func (r *reader) SelectContext(ctx context.Context, dest any, query string, args ...any) error {
+	if s := r.stmts.get(ctx, query); s != nil {
+		return r.classify(s.SelectContext(ctx, dest, args...))
+	}
 	return r.classify(r.DB.SelectContext(ctx, dest, query, args...))
 }
 
 func (r *reader) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s := r.stmts.get(ctx, query); s != nil {
+		rows, err := s.QueryContext(ctx, args...)
+		return rows, r.classify(err)
+	}
 	rows, err := r.DB.QueryContext(ctx, query, args...)
 	return rows, r.classify(err)
 }
 
 func (r *reader) QueryxContext(ctx context.Context, query string, args ...any) (*sqlx.Rows, error) {
+	if s := r.stmts.get(ctx, query); s != nil {
+		rows, err := s.QueryxContext(ctx, args...)
+		return rows, r.classify(err)
+	}
 	rows, err := r.DB.QueryxContext(ctx, query, args...)
 	return rows, r.classify(err)
 }

@@ -269,7 +269,8 @@ func applySlices(ctx context.Context, db *store.DB, tenant int64, cs ChangeSet, 
 	slices := sliceChanges(cs, bound)
 	for i, slice := range slices {
 		var counts Counts
-		err := db.Write(ctx, func(tx *store.Tx) error {
+		// Alone: a SCIM write queued behind one slice commits before the next.
+		err := db.WriteAlone(ctx, func(tx *store.Tx) error {
 			var err error
 			if counts, err = applyTx(tx, tenant, slice, groups); err != nil {
 				return err

@@ -1,0 +1,138 @@
+package scim_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	gosync "sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/entrasync/entrasync/store/pgtest"
+)
+
+// The speed benchmarks of issue 9 send requests from many clients at once
+// over real HTTP (loopback), as Entra's provisioning does, and report
+// requests per second.
+
+// clientPool sends requests with a keep-alive connection per client.
+func clientPool(clients int) *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConns: clients, MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
+}
+
+// send does one request and checks its status; it returns the body.
+func send(client *http.Client, method, url, token, body string, want int) ([]byte, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/scim+json")
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode != want {
+		return nil, fmt.Errorf("%s %s: %d, want %d: %s", method, url, res.StatusCode, want, raw)
+	}
+	return raw, nil
+}
+
+// concurrently runs do(0) … do(n-1) from clients goroutines and returns
+// the rate per second; the first error fails b.
+func concurrently(b *testing.B, clients, n int, do func(i int) error) float64 {
+	var next atomic.Int64
+	var failed atomic.Bool
+	var wg gosync.WaitGroup
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !failed.Load() {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := do(i); err != nil && !failed.Swap(true) {
+					b.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// BenchmarkCreates: durable creates per second, Entra's POST /Users form
+// from 16 clients at once, into a tenant of benchUsers users.
+func BenchmarkCreates(b *testing.B) {
+	const clients = 16
+	pgtest.EachStore(b, func(b *testing.B, kind string) {
+		f := benchFixture(b, kind)
+		client := clientPool(clients)
+		defer client.CloseIdleConnections()
+		run := nextBenchRun()
+		before := f.db.WriteStats()
+		b.ResetTimer()
+		rate := concurrently(b, clients, b.N, func(i int) error {
+			_, err := send(client, "POST", f.srv.URL+"/scim/v2/Users", f.token, entraCreateBody("c"+run, i), http.StatusCreated)
+			return err
+		})
+		b.StopTimer()
+		after := f.db.WriteStats()
+		b.ReportMetric(rate, "creates/s")
+		b.ReportMetric(float64(b.N)/float64(after.Hold.Count-before.Hold.Count), "writes/commit")
+		b.ReportMetric(float64((after.Hold.Sum-before.Hold.Sum).Microseconds())/float64(after.Hold.Count-before.Hold.Count), "µs/commit")
+	})
+}
+
+// BenchmarkLookups: Entra's lookup (GET /Users?filter=userName eq "…")
+// from 32 clients at once, beside a no-op Go HTTP server that answers the
+// same body to the same clients in the same run: lookups/s, no-op/s and
+// their ratio (the issue asks at least 50 %).
+func BenchmarkLookups(b *testing.B) {
+	const clients = 32
+	pgtest.EachStore(b, func(b *testing.B, kind string) {
+		f := benchFixture(b, kind)
+		client := clientPool(clients)
+		defer client.CloseIdleConnections()
+		lookup := func(i int) string {
+			name := fmt.Sprintf("USER%06d@contoso.com", (i*7919)%benchUsers)
+			return f.srv.URL + "/scim/v2/Users?filter=userName+eq+%22" + name + "%22"
+		}
+		body, err := send(client, "GET", lookup(0), f.token, "", http.StatusOK)
+		if err != nil {
+			b.Fatal(err)
+		}
+		noop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/scim+json; charset=utf-8")
+			w.Write(body)
+		}))
+		defer noop.Close()
+		b.ResetTimer()
+		ours := concurrently(b, clients, b.N, func(i int) error {
+			_, err := send(client, "GET", lookup(i), f.token, "", http.StatusOK)
+			return err
+		})
+		base := concurrently(b, clients, b.N, func(i int) error {
+			_, err := send(client, "GET", noop.URL+"/scim/v2/Users?filter=userName+eq+%22x%22", f.token, "", http.StatusOK)
+			return err
+		})
+		b.StopTimer()
+		b.ReportMetric(ours, "lookups/s")
+		b.ReportMetric(base, "noop/s")
+		b.ReportMetric(100*ours/base, "%ofnoop")
+	})
+}
