@@ -46,17 +46,22 @@ func (db *DB) List(ctx context.Context, tenant int64, kind Kind, q Query) (Page,
 	where, args := c.finish(where)
 	from := ` FROM ` + kind.info().table + ` r WHERE ` + where
 	var page Page
-	if err := db.read.GetContext(ctx, &page.Total, db.read.Rebind(`SELECT COUNT(*)`+from), args...); err != nil {
-		return Page{}, err
-	}
+	count := func() error { return db.read.GetContext(ctx, &page.Total, db.read.Rebind(`SELECT COUNT(*)`+from), args...) }
 	if q.Count <= 0 {
-		return page, nil
+		return page, count()
 	}
 	offset := max(q.StartIndex, 1) - 1
 	var rows []resourceRow
-	args = append(args, q.Count, offset)
-	err := db.read.SelectContext(ctx, &rows, db.read.Rebind(`SELECT r.id, r.entra_id, r.version, r.created_at, r.modified_at, r.doc`+from+` ORDER BY r.id LIMIT ? OFFSET ?`), args...)
+	err := db.read.SelectContext(ctx, &rows, db.read.Rebind(`SELECT r.id, r.entra_id, r.version, r.created_at, r.modified_at, r.doc`+from+` ORDER BY r.id LIMIT ? OFFSET ?`),
+		append(args[:len(args):len(args)], q.Count, offset)...)
 	if err != nil {
+		return Page{}, err
+	}
+	if offset == 0 && len(rows) < q.Count {
+		// A first page that is not full holds every match: no count
+		// needed (a lookup by userName, Entra's most frequent request).
+		page.Total = len(rows)
+	} else if err := count(); err != nil {
 		return Page{}, err
 	}
 	page.Resources, err = resources(rows, kind)
