@@ -46,7 +46,9 @@ func (db *DB) List(ctx context.Context, tenant int64, kind Kind, q Query) (Page,
 	where, args := c.finish(where)
 	from := ` FROM ` + kind.info().table + ` r WHERE ` + where
 	var page Page
-	count := func() error { return db.read.GetContext(ctx, &page.Total, db.read.Rebind(`SELECT COUNT(*)`+from), args...) }
+	count := func() error {
+		return db.read.GetContext(ctx, &page.Total, db.read.Rebind(`SELECT COUNT(*)`+from), args...)
+	}
 	if q.Count <= 0 {
 		return page, count()
 	}
