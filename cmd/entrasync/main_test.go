@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -321,7 +322,8 @@ func TestCommandLineErrors(t *testing.T) {
 }
 
 // TestAcknowledgedWriteSurvivesKill: a 201 means committed, even if the
-// process is killed right after answering.
+// process is killed right after answering, and while 16 clients' creates
+// are in flight, so that group commits are under way at the kill.
 func TestAcknowledgedWriteSurvivesKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
@@ -329,7 +331,8 @@ func TestAcknowledgedWriteSurvivesKill(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "es.db")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "ENTRASYNC_TEST_MAIN=serve\n--addr\n127.0.0.1:0\n--db\n"+db)
+	cmd.Env = append(os.Environ(), "ENTRASYNC_TEST_MAIN=serve\n--addr\n127.0.0.1:0\n--db\n"+db,
+		"ENTRASYNC_RATE_LIMIT=0") // the default 100/s per tenant would answer 429s
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -350,24 +353,52 @@ func TestAcknowledgedWriteSurvivesKill(t *testing.T) {
 		}
 	}
 	token = field(t, out.String(), "Secret Token")
-	var ids []string
-	for i := range 20 {
-		req, _ := http.NewRequest("POST", base+"/scim/v2/Users", strings.NewReader(fmt.Sprintf(`{"userName":"u%d@example.com"}`, i)))
-		req.Header.Set("Authorization", "Bearer "+token)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var body map[string]any
-		json.NewDecoder(res.Body).Decode(&body)
-		res.Body.Close()
-		if res.StatusCode != 201 {
-			t.Fatalf("POST: %d", res.StatusCode)
-		}
-		ids = append(ids, body["id"].(string))
+	const clients, killAfter = 16, 300
+	var (
+		mu      gosync.Mutex
+		ids     []string
+		next    atomic.Int64
+		posting gosync.WaitGroup
+	)
+	killed := make(chan struct{})
+	for range clients {
+		posting.Go(func() {
+			for {
+				i := next.Add(1)
+				req, _ := http.NewRequest("POST", base+"/scim/v2/Users", strings.NewReader(fmt.Sprintf(`{"userName":"u%d@example.com"}`, i)))
+				req.Header.Set("Authorization", "Bearer "+token)
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return // the server is gone: this request was not acknowledged
+				}
+				var body map[string]any
+				json.NewDecoder(res.Body).Decode(&body)
+				res.Body.Close()
+				if res.StatusCode != 201 {
+					select {
+					case <-killed:
+						return
+					default:
+						t.Errorf("POST before the kill: %d", res.StatusCode)
+						return
+					}
+				}
+				mu.Lock()
+				ids = append(ids, body["id"].(string))
+				if len(ids) == killAfter {
+					cmd.Process.Signal(syscall.SIGKILL)
+					close(killed)
+				}
+				mu.Unlock()
+			}
+		})
 	}
-	cmd.Process.Signal(syscall.SIGKILL)
+	posting.Wait()
 	cmd.Wait()
+	if len(ids) < killAfter {
+		t.Fatalf("only %d creates were acknowledged", len(ids))
+	}
+	t.Logf("%d creates acknowledged and %d in flight when the server was killed", len(ids), next.Load()-int64(len(ids)))
 
 	st, err := store.Open(context.Background(), db)
 	if err != nil {
