@@ -136,3 +136,36 @@ func BenchmarkLookups(b *testing.B) {
 		b.ReportMetric(100*ours/base, "%ofnoop")
 	})
 }
+
+// BenchmarkListPage: a page of 100 users (GET /Users?startIndex=…&count=100)
+// at the start of a tenant of benchUsers users and at its end, reached
+// the way a client pages (each page after the one before it), and by a
+// jump to near the last page where no page ended (an OFFSET that steps
+// over every user before it).
+func BenchmarkListPage(b *testing.B) {
+	pgtest.EachStore(b, func(b *testing.B, kind string) {
+		f := benchFixture(b, kind)
+		page := func(b *testing.B, start int) {
+			f.do(b, "GET", fmt.Sprintf("/Users?startIndex=%d&count=100", start), "", http.StatusOK)
+		}
+		last := benchUsers + len(f.spare) - 99
+		b.Run("page=first", func(b *testing.B) {
+			for range b.N {
+				page(b, 1)
+			}
+		})
+		b.Run("page=last/paged", func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				page(b, last-100) // the page before it
+				b.StartTimer()
+				page(b, last)
+			}
+		})
+		b.Run("page=last/jump", func(b *testing.B) {
+			for i := range b.N {
+				page(b, last-1-i%50) // where no page ended: an OFFSET
+			}
+		})
+	})
+}

@@ -88,7 +88,7 @@ func openPostgres(ctx context.Context, dsn string, readOnly bool, opts Options) 
 		return nil, errors.New("store: the PostgreSQL URL does not parse: check the db setting")
 	}
 	postgresWriteConns, postgresReadConns := postgresPools(opts.MaxConns)
-	db := &DB{dialect: postgresDialect, now: time.Now, writer: make(chan struct{}, postgresWriteConns), writeWait: opts.WriteWait}
+	db := &DB{dialect: postgresDialect, now: time.Now, writer: make(chan struct{}, postgresWriteConns), writeWait: opts.WriteWait, listings: newListings()}
 	// Unknown URL parameters are session settings for pgx. A row lock
 	// waited for past the write wait fails (55P03 → Busy) instead of
 	// holding a request; the reader's sessions cannot write.

@@ -40,9 +40,10 @@ type batch struct {
 	size    int   // Writes in the batch; final once begun (db.batchMu until then)
 	pending gosync.WaitGroup
 
-	conn   gosync.Mutex // held by the function running on tx
-	broken error        // a savepoint could not be undone: nothing more runs, all roll back
-	failed bool         // the only function failed: roll back
+	conn    gosync.Mutex   // held by the function running on tx
+	touched map[int64]bool // tenants whose resources the batch changes (Tx.changed)
+	broken  error          // a savepoint could not be undone: nothing more runs, all roll back
+	failed  bool           // the only function failed: roll back
 }
 
 // Write runs fn in a transaction and returns once that transaction is
@@ -99,7 +100,7 @@ func (db *DB) write1(ctx context.Context, fn func(tx *Tx) error, alone bool) err
 // starts a new one (always, for a Write alone), whose leader the caller
 // then is.
 func (db *DB) joinBatch(alone bool) (b *batch, leader bool) {
-	b = &batch{begun: make(chan struct{}), done: make(chan struct{}), size: 1}
+	b = &batch{begun: make(chan struct{}), done: make(chan struct{}), size: 1, touched: map[int64]bool{}}
 	b.pending.Add(1)
 	if alone {
 		return b, true
@@ -183,7 +184,7 @@ func (db *DB) runInBatch(ctx context.Context, b *batch, fn func(tx *Tx) error, a
 			b.broken = db.classified(uerr)
 		}
 	}()
-	tx := &Tx{tx: b.tx, ctx: stmtCtx, db: db, now: db.now().UTC().Truncate(time.Millisecond)}
+	tx := &Tx{tx: b.tx, ctx: stmtCtx, db: db, now: db.now().UTC().Truncate(time.Millisecond), in: b}
 	if err = fn(tx); err != nil {
 		return db.classified(err)
 	}
@@ -216,7 +217,10 @@ func (db *DB) endBatch(b *batch) {
 	case b.failed:
 		b.tx.Rollback()
 	default:
-		if err := b.tx.Commit(); err != nil {
+		err := b.tx.Commit()
+		// Also after a failed commit: it may have been applied.
+		db.listings.changed(b.touched)
+		if err != nil {
 			if known := db.dialect.classify(err, db); known != nil {
 				b.err = known
 			} else {

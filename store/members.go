@@ -178,6 +178,7 @@ func (tx *Tx) touchIf(tenant int64, groupID string, changed int) error {
 	if changed == 0 {
 		return nil
 	}
+	tx.changed(tenant)
 	_, err := tx.exec(`UPDATE groups SET version = version + 1, modified_at = ? WHERE tenant_id = ? AND id = ?`,
 		formatTime(tx.now), tenant, groupID)
 	return err

@@ -45,26 +45,53 @@ func (db *DB) List(ctx context.Context, tenant int64, kind Kind, q Query) (Page,
 	}
 	where, args := c.finish(where)
 	from := ` FROM ` + kind.info().table + ` r WHERE ` + where
+	offset := max(q.StartIndex, 1) - 1
+	key, now := listingKeyOf(tenant, kind, where, args), time.Now()
+	gen := db.listings.gen(tenant) // before the queries: a write after them makes what they find stale
+	knownTotal, after := db.listings.lookup(key, gen, offset, now)
 	var page Page
 	count := func() error {
+		if knownTotal >= 0 {
+			page.Total = knownTotal
+			return nil
+		}
 		return db.read.GetContext(ctx, &page.Total, db.read.Rebind(`SELECT COUNT(*)`+from), args...)
 	}
 	if q.Count <= 0 {
-		return page, count()
+		if err := count(); err != nil {
+			return Page{}, err
+		}
+		db.listings.remember(key, gen, now, page.Total, 0, "")
+		return page, nil
 	}
-	offset := max(q.StartIndex, 1) - 1
 	var rows []resourceRow
-	err := db.read.SelectContext(ctx, &rows, db.read.Rebind(`SELECT r.id, r.entra_id, r.version, r.created_at, r.modified_at, r.doc`+from+` ORDER BY r.id LIMIT ? OFFSET ?`),
-		append(args[:len(args):len(args)], q.Count, offset)...)
+	const columns = `SELECT r.id, r.entra_id, r.version, r.created_at, r.modified_at, r.doc`
+	var err error
+	if after != "" {
+		// The page before this one ended at after: seek past it.
+		err = db.read.SelectContext(ctx, &rows, db.read.Rebind(columns+` FROM `+kind.info().table+` r WHERE (`+where+`) AND r.id > ? ORDER BY r.id LIMIT ?`),
+			append(args[:len(args):len(args)], after, q.Count)...)
+	} else {
+		err = db.read.SelectContext(ctx, &rows, db.read.Rebind(columns+from+` ORDER BY r.id LIMIT ? OFFSET ?`),
+			append(args[:len(args):len(args)], q.Count, offset)...)
+	}
 	if err != nil {
 		return Page{}, err
 	}
 	if offset == 0 && len(rows) < q.Count {
 		// A first page that is not full holds every match: no count
-		// needed (a lookup by userName, Entra's most frequent request).
+		// needed, nothing worth remembering (a lookup by userName,
+		// Entra's most frequent request).
 		page.Total = len(rows)
-	} else if err := count(); err != nil {
-		return Page{}, err
+	} else {
+		if err := count(); err != nil {
+			return Page{}, err
+		}
+		lastID := ""
+		if len(rows) > 0 {
+			lastID = rows[len(rows)-1].ID
+		}
+		db.listings.remember(key, gen, now, page.Total, offset+len(rows), lastID)
 	}
 	page.Resources, err = resources(rows, kind)
 	return page, err

@@ -236,6 +236,7 @@ func (tx *Tx) Insert(tenant int64, r *Resource) error {
 			return err
 		}
 	}
+	tx.changed(tenant)
 	r.Version, r.Created, r.LastModified = 1, tx.now, tx.now
 	names := append([]string{"tenant_id", "id", "entra_id", "version", "created_at", "modified_at", "doc"}, enc.names...)
 	values := append([]any{tenant, r.ID, nullable(strings.ToLower(r.EntraID)), r.Version, formatTime(tx.now), formatTime(tx.now), enc.doc}, enc.values...)
@@ -309,6 +310,7 @@ func (tx *Tx) Update(tenant int64, r *Resource, ifVersion int64) (prior Prior, c
 	if err != nil {
 		return prior, false, err
 	}
+	tx.changed(tenant)
 	r.Version, r.Created, r.LastModified = cur.Version+1, parseTime(cur.CreatedAt), tx.now
 	return prior, true, tx.reindex(tenant, r.Kind, r.ID, enc.rows)
 }
@@ -350,6 +352,7 @@ func (tx *Tx) Revision(tenant int64, kind Kind, id string) (version int64, modif
 // as a group and as a member.
 func (tx *Tx) Delete(tenant int64, kind Kind, id string) error {
 	ki := kind.info()
+	tx.changed(tenant)
 	if tx.db.dialect.concurrentWrites {
 		// Lock the row first: a concurrent membership change that checked
 		// this resource exists (memberKinds, requireGroup) holds it or waits.

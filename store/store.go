@@ -55,6 +55,7 @@ type DB struct {
 	writeWait time.Duration
 	batchMu   gosync.Mutex
 	forming   *batch // the batch waiting for a writer, which Writes join (groupcommit.go)
+	listings  *listings
 	stats     writeStats
 	stamps    stamps
 	closeOnce gosync.Once
@@ -151,7 +152,7 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 	q.Set("_synchronous", "FULL")
 	q.Set("_txlock", "immediate")
 	base := "file:" + filepath.ToSlash(path)
-	db := &DB{dialect: sqliteDialect, now: time.Now, writer: make(chan struct{}, 1), writeWait: opts.WriteWait}
+	db := &DB{dialect: sqliteDialect, now: time.Now, writer: make(chan struct{}, 1), writeWait: opts.WriteWait, listings: newListings()}
 	if !readOnly {
 		wq := url.Values{}
 		for k, v := range q {
@@ -404,7 +405,13 @@ type Tx struct {
 	ctx context.Context
 	db  *DB
 	now time.Time // one timestamp for everything the transaction writes
+	in  *batch    // the transaction it is part of
 }
+
+// changed notes that the transaction changes the tenant's users, groups
+// or memberships: once it commits, remembered listings of the tenant are
+// dropped (listings).
+func (tx *Tx) changed(tenant int64) { tx.in.touched[tenant] = true }
 
 // takeWriter waits, at most the write wait, for this process's writer.
 func (db *DB) takeWriter(ctx context.Context) error {
