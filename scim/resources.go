@@ -123,7 +123,8 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ep *endpoint) er
 		return err
 	}
 	w.Header().Set("Location", s.location(ep, res.ID))
-	return s.respond(w, r, ep, *res, http.StatusCreated, projection{})
+	// A resource just created is in no group yet: nothing to look up.
+	return s.answer(w, r, ep, *res, http.StatusCreated, projection{}, nil)
 }
 
 // respond renders res with its related memberships, as the projection
@@ -133,8 +134,13 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, ep *endpoint, r
 	if err != nil {
 		return err
 	}
+	return s.answer(w, r, ep, res, status, p, related[res.ID])
+}
+
+// answer writes res with the given related values (its groups).
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, ep *endpoint, res store.Resource, status int, p projection, related []any) error {
 	w.Header().Set("ETag", etag(res.Version))
-	doc := p.apply(s.render(ep, res, related[res.ID]))
+	doc := p.apply(s.render(ep, res, related))
 	if !s.streamsMembers(ep, p) {
 		writeJSON(w, status, doc)
 		return nil
@@ -146,9 +152,8 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, ep *endpoint, r
 // out. A user is in few groups; a group's members, which may be many, are
 // not loaded here but streamed as the answer is written.
 func (s *Server) related(r *http.Request, ep *endpoint, list []store.Resource, p projection) (map[string][]any, error) {
-	out := map[string][]any{}
-	if len(list) == 0 || ep.kind != store.UserKind || !p.wants(ep.related) {
-		return out, nil
+	if len(list) == 0 || !wantsGroups(ep, p) {
+		return map[string][]any{}, nil
 	}
 	ids := make([]string, len(list))
 	for i, res := range list {
@@ -158,10 +163,21 @@ func (s *Server) related(r *http.Request, ep *endpoint, list []store.Resource, p
 	if err != nil {
 		return nil, err
 	}
+	return s.groupsValues(groups), nil
+}
+
+// wantsGroups tells whether users' groups are to be shown.
+func wantsGroups(ep *endpoint, p projection) bool {
+	return ep.kind == store.UserKind && p.wants(ep.related)
+}
+
+// groupsValues renders users' groups, by user id.
+func (s *Server) groupsValues(groups map[string][]store.GroupRef) map[string][]any {
+	out := make(map[string][]any, len(groups))
 	for id, g := range groups {
 		out[id] = s.groupValues(g)
 	}
-	return out, nil
+	return out
 }
 
 func (s *Server) getOne(w http.ResponseWriter, r *http.Request, ep *endpoint, id string) error {
@@ -253,7 +269,8 @@ func (s *Server) runList(w http.ResponseWriter, r *http.Request, ep *endpoint, f
 	if err != nil {
 		return err
 	}
-	q := store.Query{StartIndex: start, Count: count}
+	// A page's users and their groups are one query.
+	q := store.Query{StartIndex: start, Count: count, Groups: wantsGroups(ep, p)}
 	if strings.TrimSpace(filterText) != "" {
 		expr, err := filter.Parse(filterText)
 		if err != nil {
@@ -267,10 +284,7 @@ func (s *Server) runList(w http.ResponseWriter, r *http.Request, ep *endpoint, f
 	if err != nil {
 		return filterError(err)
 	}
-	related, err := s.related(r, ep, page.Resources, p)
-	if err != nil {
-		return err
-	}
+	related := s.groupsValues(page.Groups)
 	head := listHead{Schemas: []string{schema.ListResponseURN}, TotalResults: page.Total, StartIndex: start, ItemsPerPage: len(page.Resources)}
 	if s.streamsMembers(ep, p) {
 		groups := make([]groupDoc, len(page.Resources))

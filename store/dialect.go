@@ -20,13 +20,21 @@ type dialect struct {
 	concurrentWrites bool
 	// tableExists counts the tables named by its one argument.
 	tableExists string
+	// userGroups is a column of a users row r: its direct groups as a JSON
+	// array of [id, displayName] pairs, so a page of users and their groups
+	// are one query.
+	userGroups string
 }
 
 var (
 	sqliteDialect = dialect{name: "sqlite",
-		tableExists: `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?`}
+		tableExists: `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?`,
+		userGroups: `(SELECT json_group_array(json_array(g.id, g.display_name)) FROM memberships m
+			JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id WHERE m.tenant_id = r.tenant_id AND m.member_id = r.id)`}
 	postgresDialect = dialect{name: "postgres", concurrentWrites: true,
-		tableExists: `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1`}
+		tableExists: `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1`,
+		userGroups: `(SELECT COALESCE(json_agg(json_build_array(g.id, g.display_name)), '[]')::text FROM memberships m
+			JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id WHERE m.tenant_id = r.tenant_id AND m.member_id = r.id)`}
 )
 
 // Row locks a write transaction takes on rows it read and then decides on,

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -22,12 +24,16 @@ type Query struct {
 	CaseExact  func(p filter.Path) bool
 	StartIndex int // 1-based; values below 1 mean 1
 	Count      int // resources to return; 0 returns only the total
+	// Groups asks for each user's direct groups too (Page.Groups), read
+	// in the same query.
+	Groups bool
 }
 
 // Page is one page of a listing.
 type Page struct {
 	Total     int
 	Resources []Resource
+	Groups    map[string][]GroupRef // by user id, when the query asked (GroupsOf's answer)
 }
 
 // List runs q over the tenant's resources of one kind, in id (creation) order.
@@ -65,7 +71,11 @@ func (db *DB) List(ctx context.Context, tenant int64, kind Kind, q Query) (Page,
 		return page, nil
 	}
 	var rows []resourceRow
-	const columns = `SELECT r.id, r.entra_id, r.version, r.created_at, r.modified_at, r.doc`
+	columns := `SELECT r.id, r.entra_id, r.version, r.created_at, r.modified_at, r.doc`
+	withGroups := q.Groups && kind == UserKind
+	if withGroups {
+		columns += `, ` + db.dialect.userGroups + ` AS user_groups`
+	}
 	var err error
 	if after != "" {
 		// The page before this one ended at after: seek past it.
@@ -94,7 +104,26 @@ func (db *DB) List(ctx context.Context, tenant int64, kind Kind, q Query) (Page,
 		db.listings.remember(key, gen, now, page.Total, offset+len(rows), lastID)
 	}
 	page.Resources, err = resources(rows, kind)
-	return page, err
+	if err != nil || !withGroups {
+		return page, err
+	}
+	page.Groups = make(map[string][]GroupRef, len(rows))
+	for _, row := range rows {
+		var pairs [][2]string
+		if err := json.Unmarshal([]byte(row.Groups.String), &pairs); err != nil {
+			return Page{}, fmt.Errorf("store: the groups of user %s: %w", row.ID, err)
+		}
+		if len(pairs) == 0 {
+			continue
+		}
+		refs := make([]GroupRef, len(pairs))
+		for i, p := range pairs {
+			refs[i] = GroupRef{ID: p[0], Display: p[1]}
+		}
+		sort.Slice(refs, func(i, j int) bool { return refs[i].ID < refs[j].ID })
+		page.Groups[row.ID] = refs
+	}
+	return page, nil
 }
 
 // compiler turns a filter into a SQL condition on the resource alias r.

@@ -163,6 +163,7 @@ type resourceRow struct {
 	CreatedAt  string         `db:"created_at"`
 	ModifiedAt string         `db:"modified_at"`
 	Doc        string         `db:"doc"`
+	Groups     sql.NullString `db:"user_groups"` // a listing's, when asked (Query.Groups)
 }
 
 func (r resourceRow) resource(k Kind) (Resource, error) {

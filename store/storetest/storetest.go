@@ -373,6 +373,16 @@ func testMembers(t *testing.T, db *store.DB) {
 	if err != nil || len(groups[b.ID]) != 1 || groups[b.ID][0].ID != g.ID || groups[b.ID][0].Display != "Sales" || len(groups[a.ID]) != 0 || len(groups[sub.ID]) != 1 {
 		t.Fatalf("GroupsOf = %+v, %v", groups, err)
 	}
+	// A listing asked for users' groups reads them in its query: the same.
+	page, err := db.List(ctx, tn.ID, store.UserKind, store.Query{Count: 10, Groups: true})
+	if err != nil || len(page.Resources) < 3 {
+		t.Fatalf("List with groups: %d users, %v", len(page.Resources), err)
+	}
+	for _, u := range page.Resources {
+		if want, _ := db.GroupsOf(ctx, tn.ID, []string{u.ID}); !slices.Equal(page.Groups[u.ID], want[u.ID]) {
+			t.Fatalf("List's groups of %s: %+v, GroupsOf: %+v", u.ID, page.Groups[u.ID], want[u.ID])
+		}
+	}
 	// A membership change is a change of the group.
 	got, _ := db.Get(ctx, tn.ID, store.GroupKind, g.ID)
 	if got.Version < 4 {
