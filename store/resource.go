@@ -389,6 +389,11 @@ func (tx *Tx) checkUserName(tenant int64, userName, self string) error {
 	if userName == "" {
 		return Errorf(Invalid, "userName is required")
 	}
+	if tx.db.dialect.concurrentWrites {
+		// PostgreSQL names the violated index (uniquenessError), and a
+		// round trip saved is a fifth of a create: the index tells.
+		return nil
+	}
 	var id string
 	err := tx.get(&id, `SELECT id FROM users WHERE tenant_id = ? AND user_name_fold = ?`, tenant, fold(userName))
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && id == self) {
