@@ -42,6 +42,8 @@ type fixture struct {
 	big    string   // group with benchUsers members
 	small  string   // group with 10 members
 	remove func() error
+
+	smallToken string // a second tenant's, of 10,000 users (BenchmarkLargeTenant)
 }
 
 var (
