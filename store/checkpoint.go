@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -16,10 +17,25 @@ import (
 // automatic checkpoints off, and a connection of its own checkpoints in
 // the background, PASSIVE: it waits for neither readers nor the writer, and
 // a commit's durability does not depend on it (the log is synced).
+//
+// Off but for a backstop: a bulk writer (a first pull, a fixture of a
+// million users) can fill the log faster than a checkpoint a second
+// copies it back, and a log is only started over once a checkpoint has
+// caught up. Left alone it grew past 4 GB while a million users were
+// written; so the writer still checkpoints in its commit once the log
+// passes walBackstopPages, and a log started over is cut back to
+// walSizeLimit bytes on disk.
 const checkpointEvery = time.Second
 
-// noAutoCheckpoint is the writer's DSN option that turns them off.
-const noAutoCheckpoint = "wal_autocheckpoint(0)"
+const (
+	walBackstopPages = 16384    // 64 MiB of 4 KiB pages, 16× SQLite's default
+	walSizeLimit     = 64 << 20 // bytes a log file keeps once started over
+)
+
+// writerPragmas are the writer's DSN options for checkpoints.
+func writerPragmas(backstop int) []string {
+	return []string{fmt.Sprintf("wal_autocheckpoint(%d)", backstop), fmt.Sprintf("journal_size_limit(%d)", walSizeLimit)}
+}
 
 type checkpointer struct {
 	conn *sqlx.DB

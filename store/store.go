@@ -81,6 +81,7 @@ type Options struct {
 	MaxConns int
 
 	checkpointEvery time.Duration // SQLite; 0: checkpointEvery (tests shorten it)
+	walBackstop     int           // SQLite, pages; 0: walBackstopPages (tests lower it)
 }
 
 // DefaultWriteWait is the write wait when none is configured: long enough
@@ -158,7 +159,9 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 		for k, v := range q {
 			wq[k] = v
 		}
-		wq.Add("_pragma", noAutoCheckpoint)
+		for _, p := range writerPragmas(cmp.Or(opts.walBackstop, walBackstopPages)) {
+			wq.Add("_pragma", p)
+		}
 		// Savepoints (group commit) and multi-row statements keep undo
 		// pages in a journal of their own: in memory, not a temp file.
 		wq.Add("_pragma", "temp_store(memory)")
