@@ -52,12 +52,23 @@ func (db *DB) List(ctx context.Context, tenant int64, kind Kind, q Query) (Page,
 	where, args := c.finish(where)
 	from := ` FROM ` + kind.info().table + ` r WHERE ` + where
 	offset := max(q.StartIndex, 1) - 1
-	key, now := listingKeyOf(tenant, kind, where, args), time.Now()
+	// What is remembered of this listing, looked up only when it can help
+	// (not for a first page: a lookup by userName needs none of it).
 	gen := db.listings.gen(tenant) // before the queries: a write after them makes what they find stale
-	knownTotal, after := db.listings.lookup(key, gen, offset, now)
+	var key listingKey
+	now, knownTotal, after := time.Now(), -1, ""
+	recall := func() {
+		if key.query == "" {
+			key = listingKeyOf(tenant, kind, where, args)
+			knownTotal, after = db.listings.lookup(key, gen, offset, now)
+		}
+	}
+	if offset > 0 {
+		recall()
+	}
 	var page Page
 	count := func() error {
-		if knownTotal >= 0 {
+		if recall(); knownTotal >= 0 {
 			page.Total = knownTotal
 			return nil
 		}
