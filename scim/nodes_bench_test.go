@@ -4,14 +4,11 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
-	gosync "sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/entrasync/entrasync/scim"
@@ -116,56 +113,18 @@ func benchThroughput(b *testing.B, dsn, token string, nodes int) {
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: throughputClients * nodes, MaxIdleConnsPerHost: throughputClients}}
 	b.Cleanup(client.CloseIdleConnections)
-	send := func(method, url, body string, want int) error {
-		var rd io.Reader
-		if body != "" {
-			rd = strings.NewReader(body)
-		}
-		req, _ := http.NewRequest(method, url, rd)
-		req.Header.Set("Authorization", "Bearer "+token)
-		if body != "" {
-			req.Header.Set("Content-Type", "application/scim+json")
-		}
-		res, err := client.Do(req)
-		if err != nil {
+	run := nextBenchRun()
+	b.ResetTimer()
+	concurrently(b, throughputClients, b.N, func(i int) error {
+		base := urls[i%nodes]
+		if i%2 == 0 {
+			name := fmt.Sprintf("user%06d@contoso.com", (i*7919)%throughputSeed)
+			_, err := send(client, "GET", base+`/Users?filter=userName+eq+%22`+name+`%22`, token, "", http.StatusOK)
 			return err
 		}
-		raw, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode != want {
-			return fmt.Errorf("%s %s: %d, want %d: %s", method, url, res.StatusCode, want, raw)
-		}
-		return nil
-	}
-	run := nextBenchRun()
-	var next atomic.Int64
-	var failed atomic.Bool
-	var wg gosync.WaitGroup
-	b.ResetTimer()
-	for range throughputClients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !failed.Load() {
-				i := int(next.Add(1) - 1)
-				if i >= b.N {
-					return
-				}
-				base := urls[i%nodes]
-				var err error
-				if i%2 == 0 {
-					name := fmt.Sprintf("user%06d@contoso.com", (i*7919)%throughputSeed)
-					err = send("GET", base+`/Users?filter=userName+eq+%22`+name+`%22`, "", http.StatusOK)
-				} else {
-					err = send("POST", base+"/Users", entraCreateBody("t"+run, i), http.StatusCreated)
-				}
-				if err != nil && !failed.Swap(true) {
-					b.Error(err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+		_, err := send(client, "POST", base+"/Users", token, entraCreateBody("t"+run, i), http.StatusCreated)
+		return err
+	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 }
