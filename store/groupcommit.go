@@ -21,9 +21,13 @@ import (
 // it was not made), so an acknowledged write is as durable as before.
 //
 // A Write that finds a writer free runs at once, alone, with no savepoint:
-// batching costs nothing when there is nothing to wait for. On PostgreSQL,
-// where writes run side by side on a pool, a batch forms only when every
-// write connection is busy.
+// batching costs nothing when there is nothing to wait for.
+//
+// SQLite only. PostgreSQL runs writes side by side on a pool and already
+// flushes the WAL once for the commits that arrive together (its own
+// group commit); a batch there would also hold the row locks of all its
+// writes until the last, so two batches writing the same two groups in
+// opposite orders would deadlock, where two single writes never do.
 
 // maxBatch bounds the functions in one batch, and so how long its commit
 // keeps the first of them waiting (a SCIM write's functions take well
@@ -74,7 +78,7 @@ func (db *DB) write1(ctx context.Context, fn func(tx *Tx) error, alone bool) err
 		return err
 	}
 	asked := time.Now()
-	b, leader := db.joinBatch(alone)
+	b, leader := db.joinBatch(alone || db.dialect.concurrentWrites)
 	if leader {
 		db.beginBatch(ctx, b)
 	} else {
