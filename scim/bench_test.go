@@ -158,6 +158,11 @@ func startSCIM(db *store.DB) *httptest.Server {
 	return srv
 }
 
+// startSCIMHandler is db's SCIM API as a handler, for calls without HTTP.
+func startSCIMHandler(db *store.DB) http.Handler {
+	return scim.New(scim.Config{DB: db, PublicURL: "http://127.0.0.1"}).Handler()
+}
+
 // benchRuns numbers the benchmark runs of this process, so that the users
 // each creates are new (-count, repeated runs of one b.N).
 var benchRuns atomic.Int64

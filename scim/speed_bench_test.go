@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entrasync/entrasync/scim/filter"
+	"github.com/entrasync/entrasync/store"
 	"github.com/entrasync/entrasync/store/pgtest"
 )
 
@@ -231,4 +233,50 @@ func (f *fixture) smallTenant(b *testing.B, n int) string {
 	}
 	f.smallToken = token
 	return token
+}
+
+// BenchmarkLookupSteps: what one lookup costs, step by step, on one
+// goroutine and without the network: the token check, the filter's query
+// (users and their groups), and the whole handler (those two, parsing,
+// rendering and encoding the answer).
+func BenchmarkLookupSteps(b *testing.B) {
+	pgtest.EachStore(b, func(b *testing.B, kind string) {
+		f := benchFixture(b, kind)
+		ctx := context.Background()
+		name := func(i int) string { return fmt.Sprintf("USER%06d@contoso.com", (i*7919)%benchUsers) }
+		b.Run("step=authenticate", func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				if _, _, err := f.db.Authenticate(ctx, f.token); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("step=query", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := range b.N {
+				expr, err := filter.Parse(`userName eq "` + name(i) + `"`)
+				if err != nil {
+					b.Fatal(err)
+				}
+				page, err := f.db.List(ctx, f.tenant.ID, store.UserKind, store.Query{Filter: expr, Count: 100, Groups: true})
+				if err != nil || len(page.Resources) != 1 {
+					b.Fatalf("%d users: %v", len(page.Resources), err)
+				}
+			}
+		})
+		handler := startSCIMHandler(f.db)
+		b.Run("step=handler", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := range b.N {
+				req := httptest.NewRequest("GET", "/scim/v2/Users?filter=userName+eq+%22"+name(i)+"%22", nil)
+				req.Header.Set("Authorization", "Bearer "+f.token)
+				rec := httptest.NewRecorder()
+				handler.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+			}
+		})
+	})
 }
