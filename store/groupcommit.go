@@ -10,8 +10,8 @@ import (
 )
 
 // Group commit. A durable commit costs an fsync (SQLite with
-// synchronous=FULL) or a WAL flush (PostgreSQL), and that, not the few
-// statements of a SCIM write, is what a write mostly waits for. So Writes
+// synchronous=FULL), and that, not the few statements of a SCIM write, is
+// what a write mostly waits for. So Writes
 // that arrive while the writer is taken do not each wait for it: they
 // gather in one batch, and when a writer is free the batch runs their
 // functions one after another in a single transaction, each in a savepoint
@@ -30,8 +30,8 @@ import (
 // opposite orders would deadlock, where two single writes never do.
 
 // maxBatch bounds the functions in one batch, and so how long its commit
-// keeps the first of them waiting (a SCIM write's functions take well
-// under a millisecond; a pull slice tens of milliseconds).
+// keeps the first of them waiting (a SCIM write's function takes well
+// under a millisecond; the large writes of a pull run alone).
 const maxBatch = 64
 
 // batch is one transaction that concurrent Writes share.
@@ -59,7 +59,7 @@ type batch struct {
 // Busy. Once fn has begun, the caller's cancellation no longer interrupts
 // it: a statement interrupted on SQLite would roll back the whole batch.
 func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) error {
-	return db.write1(ctx, fn, false)
+	return db.runWrite(ctx, fn, false)
 }
 
 // WriteAlone is Write for a large write, a slice of a pull's page: it runs
@@ -67,10 +67,10 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) error {
 // that arrives while a large one runs waits for that one transaction and
 // then commits in its own batch, not after the next large one too.
 func (db *DB) WriteAlone(ctx context.Context, fn func(tx *Tx) error) error {
-	return db.write1(ctx, fn, true)
+	return db.runWrite(ctx, fn, true)
 }
 
-func (db *DB) write1(ctx context.Context, fn func(tx *Tx) error, alone bool) error {
+func (db *DB) runWrite(ctx context.Context, fn func(tx *Tx) error, alone bool) error {
 	if db.write == nil {
 		return Errorf(Unavailable, "the database was opened read-only")
 	}
