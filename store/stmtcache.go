@@ -15,32 +15,40 @@ import (
 // SQLite store has these.
 type stmtCache struct {
 	pool   *sqlx.DB
+	max    int // statements kept; past it a statement runs unprepared, as before
 	mu     gosync.Mutex
 	m      map[string]*sqlx.Stmt
 	wanted []string // statements run unprepared, to prepare when the pool is free (the writer's)
 }
 
-// maxCachedStmts bounds the cache: the store's statements are a few dozen
-// shapes, and multi-row statements one per row count up to their bound.
-// Past it a statement runs unprepared, as before.
-const maxCachedStmts = 1024
+// A statement is prepared on every connection of its pool that runs it,
+// and a prepared statement holds SQLite memory, so the caches are bounded.
+// The store's statements are a few dozen shapes, and a multi-row statement
+// one per row count up to its bound (the writer's index and membership
+// inserts, worth preparing: they are the longest to parse). The readers'
+// long statements, IN lists of a page of ids, are left unprepared.
+const (
+	maxWriterStmts     = 512
+	maxReaderStmts     = 128
+	maxReaderStmtBytes = 2048
+)
 
-func newStmtCache(pool *sqlx.DB) *stmtCache {
-	return &stmtCache{pool: pool, m: map[string]*sqlx.Stmt{}}
+func newStmtCache(pool *sqlx.DB, max int) *stmtCache {
+	return &stmtCache{pool: pool, max: max, m: map[string]*sqlx.Stmt{}}
 }
 
 // get returns the prepared statement of query, preparing it on the pool
-// the first time; nil when there is no cache, the cache is full, or the
-// statement does not prepare (running it unprepared gives the error in
+// the first time; nil when there is no cache, the cache is full, the
+// statement is long, or it does not prepare (running it unprepared gives the error in
 // full). For a pool whose connections may all be taken by the caller
 // (the writer's one), use cached instead.
 func (c *stmtCache) get(ctx context.Context, query string) *sqlx.Stmt {
-	if c == nil {
+	if c == nil || len(query) > maxReaderStmtBytes {
 		return nil
 	}
 	c.mu.Lock()
 	s, ok := c.m[query]
-	full := len(c.m) >= maxCachedStmts
+	full := len(c.m) >= c.max
 	c.mu.Unlock()
 	if ok || full {
 		return s
@@ -73,7 +81,7 @@ func (c *stmtCache) cached(query string) *sqlx.Stmt {
 	if s, ok := c.m[query]; ok {
 		return s
 	}
-	if len(c.m)+len(c.wanted) < maxCachedStmts {
+	if len(c.m)+len(c.wanted) < c.max {
 		c.wanted = append(c.wanted, query)
 	}
 	return nil

@@ -6,8 +6,8 @@
 // where the two differ in one spot.
 //
 // Reads run on a pool of connections; every write runs in DB.Write, in a
-// transaction committed before Write returns (shared by concurrent writes:
-// group commit, see groupcommit.go). On SQLite there is one writer,
+// transaction committed before Write returns (on SQLite shared by
+// concurrent writes: group commit, see groupcommit.go). On SQLite there is one writer,
 // so a write transaction holds only the version checks and the writes:
 // callers read, evaluate and encode (Resource.Prepare) before it. On
 // PostgreSQL writes run side by side on a pool, and what SQLite's one writer
@@ -172,7 +172,7 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 		write.SetMaxOpenConns(1)
 		write.SetConnMaxIdleTime(0)
 		db.write = write
-		db.writeStmts = newStmtCache(write)
+		db.writeStmts = newStmtCache(write, maxWriterStmts)
 		if err := db.startCheckpoints(base+"?"+q.Encode(), cmp.Or(opts.checkpointEvery, checkpointEvery)); err != nil {
 			write.Close()
 			return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -191,7 +191,7 @@ func openSQLite(ctx context.Context, dsn string, readOnly bool, opts Options) (*
 	}
 	read.SetMaxOpenConns(8)
 	read.SetMaxIdleConns(8) // prepared statements live on connections: keep them
-	db.read = &reader{DB: read, db: db, stmts: newStmtCache(read)}
+	db.read = &reader{DB: read, db: db, stmts: newStmtCache(read, maxReaderStmts)}
 	return db.readySchema(ctx, readOnly || opts.NoMigrate)
 }
 
