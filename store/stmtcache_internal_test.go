@@ -45,7 +45,10 @@ func TestStatementsPreparedOnce(t *testing.T) {
 		}
 	}
 	db.writeStmts.max = len(db.writeStmts.m)
-	if err := db.Write(ctx, func(tx *Tx) error { _, err := tx.exec(`UPDATE tenants SET name = name WHERE id = ?`, tn.ID); return err }); err != nil {
+	if err := db.Write(ctx, func(tx *Tx) error {
+		_, err := tx.exec(`UPDATE tenants SET name = name WHERE id = ?`, tn.ID)
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if len(db.writeStmts.m) != db.writeStmts.max {
