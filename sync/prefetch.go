@@ -1,0 +1,145 @@
+package sync
+
+import (
+	"context"
+	"iter"
+	gosync "sync"
+
+	"github.com/entrasync/entrasync/graph"
+	"github.com/entrasync/entrasync/store"
+)
+
+// ahead runs walk in a goroutine one item ahead of the loop that ranges
+// over what it returns: the download of page N+1 overlaps the loop's work
+// on page N. The channel is unbuffered, so the goroutine holds at most one
+// finished page while the loop works on another, and memory stays bounded
+// whatever the walk's length. The loop sees the items in order, the walk's
+// error last. When the loop stops early (an apply failed, or ctx ended),
+// the walk's context is canceled and the goroutine waited for: none
+// outlives the loop.
+func ahead[T any](ctx context.Context, walk func(ctx context.Context) iter.Seq2[T, error]) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		type item struct {
+			v   T
+			err error
+		}
+		items := make(chan item)
+		var wg gosync.WaitGroup
+		defer func() {
+			cancel()
+			wg.Wait()
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(items)
+			for v, err := range walk(ctx) {
+				select {
+				case items <- item{v, err}:
+				case <-ctx.Done():
+					return
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+		for it := range items {
+			if !yield(it.v, it.err) || it.err != nil {
+				return
+			}
+		}
+	}
+}
+
+// lookups is what was asked of Graph, ahead of a page's apply, about the
+// users the page's groups add (see runner.fetch): the ids asked and the
+// users found.
+type lookups struct {
+	asked map[string]bool
+	users []graph.User
+}
+
+// groupPage is a groups delta page with its lookups.
+type groupPage struct {
+	graph.GroupPage
+	ahead lookups
+}
+
+// withLookups looks up, for each page of a groups walk, the users its
+// groups add that the store does not know or holds inactive, as the page
+// comes: run under ahead, the lookups overlap the apply of the page
+// before. That page may create some of them meanwhile; runner.fetch asks
+// the store again once it has committed, and takes only those still needed.
+func (r *runner) withLookups(ctx context.Context, pages iter.Seq2[graph.GroupPage, error]) iter.Seq2[groupPage, error] {
+	return func(yield func(groupPage, error) bool) {
+		for page, err := range pages {
+			if err != nil {
+				yield(groupPage{}, err)
+				return
+			}
+			need, err := r.newMembers(ctx, page.Groups)
+			if err != nil {
+				yield(groupPage{}, err)
+				return
+			}
+			users, err := r.usersByID(ctx, need)
+			if err != nil {
+				yield(groupPage{}, err)
+				return
+			}
+			asked := make(map[string]bool, len(need))
+			for _, id := range need {
+				asked[id] = true
+			}
+			if !yield(groupPage{GroupPage: page, ahead: lookups{asked: asked, users: users}}, nil) {
+				return
+			}
+		}
+	}
+}
+
+// newMembers is the users groups add that the store does not know or
+// holds inactive: those Graph is asked about.
+func (r *runner) newMembers(ctx context.Context, groups []graph.Group) ([]string, error) {
+	var adds []string
+	for _, g := range groups {
+		if g.Removed != "" {
+			continue
+		}
+		for _, m := range g.Members {
+			if !m.Group && !m.Removed {
+				adds = append(adds, m.ID)
+			}
+		}
+	}
+	if len(adds) == 0 {
+		return nil, nil
+	}
+	adds = lowerSorted(adds)
+	known, err := r.w.DB.ByEntraID(ctx, r.t.ID, store.UserKind, adds)
+	if err != nil {
+		return nil, err
+	}
+	var need []string
+	for _, id := range adds {
+		if u, ok := known[id]; !ok || !u.Active() {
+			need = append(need, id)
+		}
+	}
+	return need, nil
+}
+
+// usersByID looks users up, graph.MaxIDsPerLookup a request.
+func (r *runner) usersByID(ctx context.Context, ids []string) ([]graph.User, error) {
+	var out []graph.User
+	for _, chunk := range chunked(ids, graph.MaxIDsPerLookup) {
+		users, err := r.src.UsersByID(ctx, chunk)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, users...)
+	}
+	return out, nil
+}
