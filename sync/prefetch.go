@@ -25,6 +25,7 @@ func ahead[T any](ctx context.Context, walk func(ctx context.Context) iter.Seq2[
 			err error
 		}
 		items := make(chan item)
+		whole := false // the walk ran to its end: set before items closes
 		var wg gosync.WaitGroup
 		defer func() {
 			cancel()
@@ -44,11 +45,17 @@ func ahead[T any](ctx context.Context, walk func(ctx context.Context) iter.Seq2[
 					return
 				}
 			}
+			whole = true
 		}()
 		for it := range items {
 			if !yield(it.v, it.err) || it.err != nil {
 				return
 			}
+		}
+		if !whole {
+			// ctx ended while the walk waited to hand over a page.
+			var zero T
+			yield(zero, ctx.Err())
 		}
 	}
 }
