@@ -412,3 +412,20 @@ func (db *DB) UsersByUserName(ctx context.Context, tenant int64, names []string)
 	}
 	return out, err
 }
+
+// RefreshPlannerStats has PostgreSQL sample the tables a pull grows. Its
+// planner costs a query by the row counts it last sampled, and autovacuum
+// samples a table only once a tenth of it changed, at its next round (a
+// minute by default): a first pull grows the tables from nothing in less,
+// and its lookups (entra_id IN (...)) were planned as for empty tables, as
+// scans of the whole table, a page's cost growing with the tenant
+// (measured: 10,000 users pulled in 21 s, in 9.5 s with fresh samples).
+// ANALYZE reads a bounded sample and blocks no reads or writes. SQLite
+// plans by its indexes, without samples: nothing to do.
+func (db *DB) RefreshPlannerStats(ctx context.Context) error {
+	if db.dialect.name != postgresDialect.name {
+		return nil
+	}
+	_, err := db.read.ExecContext(ctx, `ANALYZE users, groups, memberships, attrs`)
+	return err
+}

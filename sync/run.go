@@ -243,6 +243,7 @@ type runner struct {
 
 	returned map[string]bool // a full pass: the groups its walk returned, by Entra id
 	aside    []string        // users renamed aside to free a userName (Plan.Aside), by local id
+	statsAt  int             // rows added when the store's planner statistics were last refreshed
 
 	mu gosync.Mutex // guards the throttling figures, reported from HTTP goroutines
 }
@@ -658,9 +659,29 @@ func (r *runner) apply(ctx context.Context, p Page, mark int64, ahead lookups) e
 		if store.ErrorCode(err) == store.Precondition && attempt < applyAttempts {
 			continue
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return r.refreshStats(ctx)
 	}
 }
+
+// refreshStats has the store refresh its planner's statistics each time
+// the rows this run added doubled, from statsFrom: a first pull grows the
+// tables many times over (see store.DB.RefreshPlannerStats), a delta run
+// rarely reaches it.
+func (r *runner) refreshStats(ctx context.Context) error {
+	added := r.count.UsersCreated + r.count.GroupsCreated + r.count.MembersAdded
+	if added < max(r.statsAt*2, statsFrom) {
+		return nil
+	}
+	r.statsAt = added
+	return r.w.DB.RefreshPlannerStats(ctx)
+}
+
+// statsFrom is how many rows a run adds before it first refreshes the
+// planner's statistics.
+const statsFrom = 1000
 
 // keep takes what a plan tells the rest of the run.
 func (r *runner) keep(plan Plan) {

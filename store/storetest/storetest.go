@@ -32,6 +32,7 @@ func Run(t *testing.T, open Opener) {
 		{"Resources", testResources},
 		{"Uniqueness", testUniqueness},
 		{"InsertMany", testInsertMany},
+		{"PlannerStats", testPlannerStats},
 		{"Versions", testVersions},
 		{"Members", testMembers},
 		{"DeleteCleansUp", testDeleteCleansUp},
@@ -292,6 +293,16 @@ func testInsertMany(t *testing.T, db *store.DB) {
 		if _, err := db.Get(ctx, tn.ID, store.UserKind, batch[0].ID); store.ErrorCode(err) != store.NotFound {
 			t.Fatalf("a failed InsertMany left %s: %v", batch[0].Str("userName"), err)
 		}
+	}
+}
+
+// testPlannerStats: the refresh a pull asks for runs on the tenant's
+// tables (on PostgreSQL, those of the schema the store was opened on).
+func testPlannerStats(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	insert(t, db, tn.ID, user("a@contoso.com"), group("Sales"))
+	if err := db.RefreshPlannerStats(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
