@@ -68,17 +68,48 @@ type lookups struct {
 	users []graph.User
 }
 
-// groupPage is a groups delta page with its lookups.
+// groupPage is a part of a groups delta page (see pageParts) with its
+// lookups; part counts the parts of the page, from 0.
 type groupPage struct {
 	graph.GroupPage
+	part  int
 	ahead lookups
 }
 
-// withLookups looks up, for each page of a groups walk, the users its
-// groups add that the store does not know or holds inactive, as the page
-// comes: run under ahead, the lookups overlap the apply of the page
-// before. That page may create some of them meanwhile; runner.fetch asks
-// the store again once it has committed, and takes only those still needed.
+// partMembers bounds the member entries of a part of a groups page. A page
+// of Graph's (or the fake's) may carry tens of thousands of members, each
+// a user to look up and create on a first pull: applied whole, its users
+// would be held at once, and only a whole page's lookups would overlap the
+// apply of the one before.
+const partMembers = 1000
+
+// pageParts cuts a groups delta page into parts of whole group items with
+// at most partMembers member entries each (an item with more is a part of
+// its own); the delta link goes with the last. Applying the parts in turn
+// is applying the pages Graph would have sent were its pages smaller:
+// Diff takes a group whose members span items, or pages, as it comes.
+func pageParts(page graph.GroupPage) []graph.GroupPage {
+	var parts []graph.GroupPage
+	var cur []graph.Group
+	weight := 0
+	for _, g := range page.Groups {
+		w := max(len(g.Members), 1)
+		if len(cur) > 0 && weight+w > partMembers {
+			parts = append(parts, graph.GroupPage{Groups: cur})
+			cur, weight = nil, 0
+		}
+		cur = append(cur, g)
+		weight += w
+	}
+	return append(parts, graph.GroupPage{Groups: cur, DeltaLink: page.DeltaLink})
+}
+
+// withLookups cuts each page of a groups walk into parts (pageParts) and
+// looks up, for each part, the users its groups add that the store does
+// not know or holds inactive: run under ahead, the lookups of a part
+// overlap the apply of the one before. That part may create some of them
+// meanwhile; runner.fetch asks the store again once it has committed, and
+// takes only those still needed.
 func (r *runner) withLookups(ctx context.Context, pages iter.Seq2[graph.GroupPage, error]) iter.Seq2[groupPage, error] {
 	return func(yield func(groupPage, error) bool) {
 		for page, err := range pages {
@@ -86,22 +117,24 @@ func (r *runner) withLookups(ctx context.Context, pages iter.Seq2[graph.GroupPag
 				yield(groupPage{}, err)
 				return
 			}
-			need, err := r.newMembers(ctx, page.Groups)
-			if err != nil {
-				yield(groupPage{}, err)
-				return
-			}
-			users, err := r.usersByID(ctx, need)
-			if err != nil {
-				yield(groupPage{}, err)
-				return
-			}
-			asked := make(map[string]bool, len(need))
-			for _, id := range need {
-				asked[id] = true
-			}
-			if !yield(groupPage{GroupPage: page, ahead: lookups{asked: asked, users: users}}, nil) {
-				return
+			for i, part := range pageParts(page) {
+				need, err := r.newMembers(ctx, part.Groups)
+				if err != nil {
+					yield(groupPage{}, err)
+					return
+				}
+				users, err := r.usersByID(ctx, need)
+				if err != nil {
+					yield(groupPage{}, err)
+					return
+				}
+				asked := make(map[string]bool, len(need))
+				for _, id := range need {
+					asked[id] = true
+				}
+				if !yield(groupPage{GroupPage: part, part: i, ahead: lookups{asked: asked, users: users}}, nil) {
+					return
+				}
 			}
 		}
 	}

@@ -3,13 +3,16 @@ package sync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"net/http"
+	"slices"
 	"strings"
 	gosync "sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/entrasync/entrasync/graph"
 	"github.com/entrasync/entrasync/graph/graphtest"
 	"github.com/entrasync/entrasync/store"
 )
@@ -97,5 +100,63 @@ func TestFetchFailsWhileAPageApplies(t *testing.T) {
 	_, c = h.sync(store.RunSucceeded)
 	if c.UsersCreated != 0 || c.UsersUpdated != 1 {
 		t.Fatalf("a delta run after the repair changed %+v", c)
+	}
+}
+
+// TestPageParts: a page is cut between group items, in order, at most
+// partMembers member entries a part unless one item has more, and only the
+// last part carries the delta link.
+func TestPageParts(t *testing.T) {
+	item := func(id string, members int) graph.Group {
+		g := graph.Group{ID: id}
+		for i := range members {
+			g.Members = append(g.Members, graph.MemberChange{ID: fmt.Sprintf("%s-%d", id, i)})
+		}
+		return g
+	}
+	page := graph.GroupPage{DeltaLink: "link", Groups: []graph.Group{item("a", 600), item("b", 400), item("c", 1),
+		item("d", 2500), item("e", 0), item("f", 999)}}
+	var got []string
+	for i, part := range pageParts(page) {
+		var ids []string
+		members := 0
+		for _, g := range part.Groups {
+			ids = append(ids, g.ID)
+			members += len(g.Members)
+		}
+		if members > partMembers && len(part.Groups) > 1 {
+			t.Fatalf("part %d has %d members in %d items", i, members, len(part.Groups))
+		}
+		if last := i == len(pageParts(page))-1; (part.DeltaLink != "") != last {
+			t.Fatalf("part %d (last %v) has delta link %q", i, last, part.DeltaLink)
+		}
+		got = append(got, strings.Join(ids, ""))
+	}
+	if want := []string{"ab", "c", "d", "ef"}; !slices.Equal(got, want) {
+		t.Fatalf("parts %v, want %v", got, want)
+	}
+}
+
+// TestLargePagesInParts: pages of thousands of members, applied in parts,
+// pull the directory whole, count Graph's pages, and a replay changes
+// nothing.
+func TestLargePagesInParts(t *testing.T) {
+	h := newHarness(t, graphtest.Options{})
+	h.populate(3000, 4, 4, 5)
+	h.fake.ResetRequests()
+	run, c := h.sync(store.RunSucceeded)
+	pages := 0
+	for _, req := range h.fake.Requests() {
+		if strings.HasPrefix(req.Path, "/v1.0/groups/delta") && req.Status == http.StatusOK {
+			pages++
+		}
+	}
+	if c.UsersCreated < 2000 || run.Pages != pages {
+		t.Fatalf("created %+v; %d pages counted, the fake answered %d", c, run.Pages, pages)
+	}
+	h.checkMirror()
+	h.checkAppliedOnce(0, 0)
+	if _, c := h.sync(store.RunSucceeded, Options{Trigger: "test", Full: true}); c.Total() != 0 {
+		t.Fatalf("a full run over the same directory changed %+v", c)
 	}
 }

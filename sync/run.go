@@ -573,7 +573,9 @@ func (r *runner) walkGroups(ctx context.Context, chunks [][]string) error {
 				if err != nil {
 					return err
 				}
-				r.run.Pages++
+				if page.part == 0 {
+					r.run.Pages++
+				}
 				r.run.GroupsSeen += len(page.Groups)
 				for _, g := range page.Groups {
 					if r.returned != nil && g.Removed == "" {
@@ -636,7 +638,8 @@ func (r *runner) stubNested(p *Page) []string {
 const applyAttempts = 4
 
 // apply diffs a page against the store and applies the result, in slices
-// (applyChanges); ahead is what was looked up for it ahead (withLookups). When a slice fails on a concurrent SCIM write, the whole
+// (applyChanges); ahead is what was looked up for it beforehand
+// (withLookups). When a slice fails on a concurrent SCIM write, the whole
 // page is diffed again: what the slices before it committed is found done
 // and left alone, and the rest applied.
 func (r *runner) apply(ctx context.Context, p Page, mark int64, ahead lookups) error {
@@ -659,24 +662,28 @@ func (r *runner) apply(ctx context.Context, p Page, mark int64, ahead lookups) e
 		if store.ErrorCode(err) == store.Precondition && attempt < applyAttempts {
 			continue
 		}
-		if err != nil {
-			return err
+		if err == nil {
+			r.refreshStats(ctx)
 		}
-		return r.refreshStats(ctx)
+		return err
 	}
 }
 
 // refreshStats has the store refresh its planner's statistics each time
 // the rows this run added doubled, from statsFrom: a first pull grows the
 // tables many times over (see store.DB.RefreshPlannerStats), a delta run
-// rarely reaches it.
-func (r *runner) refreshStats(ctx context.Context) error {
+// rarely reaches it. A refresh that fails slows the run, no more: it is
+// logged, and the run goes on.
+func (r *runner) refreshStats(ctx context.Context) {
 	added := r.count.UsersCreated + r.count.GroupsCreated + r.count.MembersAdded
 	if added < max(r.statsAt*2, statsFrom) {
-		return nil
+		return
 	}
 	r.statsAt = added
-	return r.w.DB.RefreshPlannerStats(ctx)
+	if err := r.w.DB.RefreshPlannerStats(ctx); err != nil {
+		r.w.log().Warn("refreshing the database's planner statistics failed; the pull goes on, maybe slower",
+			"tenant", r.t.Name, "run", r.run.ID, "err", err)
+	}
 }
 
 // statsFrom is how many rows a run adds before it first refreshes the
