@@ -81,8 +81,15 @@ func flatten(rows []attrRow, path string, idx int, v any) []attrRow {
 	return rows
 }
 
-// index writes a resource's attribute index rows, in multi-row statements.
-func (tx *Tx) index(tenant int64, kind Kind, id string, rows []attrRow) error {
+// ownedRow is an attribute index row with the id of its resource.
+type ownedRow struct {
+	id string
+	attrRow
+}
+
+// index writes attribute index rows, of one resource or many, in
+// multi-row statements.
+func (tx *Tx) index(tenant int64, kind Kind, rows []ownedRow) error {
 	tag := kind.info().tag
 	const perStatement = 100
 	for len(rows) > 0 {
@@ -95,7 +102,7 @@ func (tx *Tx) index(tenant int64, kind Kind, id string, rows []attrRow) error {
 				sb.WriteString(", ")
 			}
 			sb.WriteString("(?, ?, ?, ?, ?, ?, ?)")
-			args = append(args, tenant, tag, id, a.path, a.idx, a.value, fold(a.value))
+			args = append(args, tenant, tag, a.id, a.path, a.idx, a.value, fold(a.value))
 		}
 		if _, err := tx.exec(sb.String(), args...); err != nil {
 			return err
@@ -152,11 +159,11 @@ func (tx *Tx) reindex(tenant int64, kind Kind, id string, rows []attrRow) error 
 		}
 		gone = gone[n:]
 	}
-	var added []attrRow
+	var added []ownedRow
 	for _, r := range rows {
 		if !kept[slot{r.path, r.idx}] {
-			added = append(added, r)
+			added = append(added, ownedRow{id: id, attrRow: r})
 		}
 	}
-	return tx.index(tenant, kind, id, added)
+	return tx.index(tenant, kind, added)
 }

@@ -51,42 +51,87 @@ func lowerAll(ids []string) []string {
 	return dedupe(out)
 }
 
-// FindUserForEntra finds the user a Graph user who is not yet linked by
-// Entra id should become: the one whose externalId is the object id (the
-// mapping the README recommends for push), else the one whose userName is
-// the userPrincipalName. Users linked to another Entra id are not matched.
-func (db *DB) FindUserForEntra(ctx context.Context, tenant int64, objectID, upn string) (Resource, bool, error) {
-	r, ok, err := db.firstUnlinked(ctx, tenant, UserKind, "lower(external_id) = ?", strings.ToLower(objectID))
-	if ok || err != nil || upn == "" {
-		return r, ok, err
-	}
-	return db.firstUnlinked(ctx, tenant, UserKind, "user_name_fold = ?", fold(upn))
-}
+// EntraUser is what FindUsersForEntra matches a Graph user by.
+type EntraUser struct{ ObjectID, UPN string }
 
-// FindGroupForEntra finds an unlinked group whose externalId is the object
-// id (Entra's default mapping for pushed groups).
-func (db *DB) FindGroupForEntra(ctx context.Context, tenant int64, objectID string) (Resource, bool, error) {
-	return db.firstUnlinked(ctx, tenant, GroupKind, "lower(external_id) = ?", strings.ToLower(objectID))
-}
-
-// firstUnlinked returns the oldest resource without an Entra id meeting
-// cond. The oldest is picked here, not by ORDER BY, which would lead the
-// planner to walk the tenant in id order instead of using cond's index.
-func (db *DB) firstUnlinked(ctx context.Context, tenant int64, kind Kind, cond, arg string) (Resource, bool, error) {
-	var rows []resourceRow
-	err := db.read.SelectContext(ctx, &rows, db.read.Rebind(`SELECT `+resourceColumns+` FROM `+kind.info().table+`
-		WHERE tenant_id = ? AND `+cond+` AND entra_id IS NULL`), tenant, arg)
-	if err != nil || len(rows) == 0 {
-		return Resource{}, false, err
+// FindUsersForEntra finds the users Graph users who are not yet linked by
+// Entra id should become, keyed by object id (lower case): the one whose
+// externalId is the object id (the mapping the README recommends for
+// push), else the one whose userName is the userPrincipalName. Users
+// linked to another Entra id are not matched. It asks a page's users in
+// two queries, not two each.
+func (db *DB) FindUsersForEntra(ctx context.Context, tenant int64, users []EntraUser) (map[string]Resource, error) {
+	ids := make([]string, len(users))
+	for i, u := range users {
+		ids[i] = u.ObjectID
 	}
-	first := rows[0]
-	for _, r := range rows[1:] {
-		if r.ID < first.ID {
-			first = r
+	out, err := db.unlinked(ctx, tenant, UserKind, "lower(external_id)", lowerAll(ids))
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, u := range users {
+		if _, ok := out[strings.ToLower(u.ObjectID)]; !ok && u.UPN != "" {
+			names = append(names, fold(u.UPN))
 		}
 	}
-	res, err := first.resource(kind)
-	return res, err == nil, err
+	byName, err := db.unlinked(ctx, tenant, UserKind, "user_name_fold", dedupe(names))
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range users {
+		id := strings.ToLower(u.ObjectID)
+		if _, ok := out[id]; ok || u.UPN == "" {
+			continue
+		}
+		if r, ok := byName[fold(u.UPN)]; ok {
+			out[id] = r
+		}
+	}
+	return out, nil
+}
+
+// FindGroupsForEntra finds the unlinked groups whose externalId is one of
+// the object ids (Entra's default mapping for pushed groups), keyed by
+// object id (lower case).
+func (db *DB) FindGroupsForEntra(ctx context.Context, tenant int64, objectIDs []string) (map[string]Resource, error) {
+	return db.unlinked(ctx, tenant, GroupKind, "lower(external_id)", lowerAll(objectIDs))
+}
+
+// unlinked returns the oldest resource without an Entra id for each value
+// that expr (an indexed expression) has among values, keyed by the value.
+// The oldest is picked here, not by ORDER BY, which would lead the planner
+// to walk the tenant in id order instead of using expr's index.
+func (db *DB) unlinked(ctx context.Context, tenant int64, kind Kind, expr string, values []string) (map[string]Resource, error) {
+	oldest := map[string]resourceRow{}
+	for _, part := range chunks(values) {
+		var rows []struct {
+			Key string `db:"match_key"`
+			resourceRow
+		}
+		q, args, err := inQuery(`SELECT `+expr+` AS match_key, `+resourceColumns+` FROM `+kind.info().table+`
+			WHERE tenant_id = ? AND `+expr+` IN (?) AND entra_id IS NULL`, tenant, part)
+		if err != nil {
+			return nil, err
+		}
+		if err := db.read.SelectContext(ctx, &rows, db.read.Rebind(q), args...); err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			if first, ok := oldest[r.Key]; !ok || r.ID < first.ID {
+				oldest[r.Key] = r.resourceRow
+			}
+		}
+	}
+	out := make(map[string]Resource, len(oldest))
+	for key, row := range oldest {
+		r, err := row.resource(kind)
+		if err != nil {
+			return nil, err
+		}
+		out[key] = r
+	}
+	return out, nil
 }
 
 // ScopeGroups returns the local ids of the groups in scope: roots and,
@@ -366,4 +411,21 @@ func (db *DB) UsersByUserName(ctx context.Context, tenant int64, names []string)
 		out[fold(r.Str("userName"))] = r
 	}
 	return out, err
+}
+
+// RefreshPlannerStats has PostgreSQL sample the tables a pull grows. Its
+// planner costs a query by the row counts it last sampled, and autovacuum
+// samples a table only once a tenth of it changed, at its next round (a
+// minute by default): a first pull grows the tables from nothing in less,
+// and its lookups (entra_id IN (...)) were planned as for empty tables, as
+// scans of the whole table, a page's cost growing with the tenant
+// (measured: 10,000 users pulled in 21 s, in 9.5 s with fresh samples).
+// ANALYZE reads a bounded sample and blocks no reads or writes. SQLite
+// plans by its indexes, without samples: nothing to do.
+func (db *DB) RefreshPlannerStats(ctx context.Context) error {
+	if db.dialect.name != postgresDialect.name {
+		return nil
+	}
+	_, err := db.read.ExecContext(ctx, `ANALYZE users, groups, memberships, attrs`)
+	return err
 }

@@ -52,7 +52,17 @@ func ApplyTx(tx *store.Tx, tenant int64, cs ChangeSet) (Counts, error) {
 func applyTx(tx *store.Tx, tenant int64, cs ChangeSet, groups map[string]*store.Resource) (Counts, error) {
 	var c Counts
 	touched := map[string]bool{}
-	for i := range cs {
+	for i := 0; i < len(cs); i++ {
+		if n := creates(cs[i:]); n > 1 {
+			if err := insertAll(tx, tenant, cs[i:i+n], &c, groups); err != nil {
+				return Counts{}, err
+			}
+			if duringApply != nil {
+				duringApply(cs, i+n)
+			}
+			i += n - 1
+			continue
+		}
 		ch := &cs[i]
 		before := c.MembersAdded + c.MembersRemoved
 		if err := applyOne(tx, tenant, ch, &c); err != nil {
@@ -76,6 +86,36 @@ func applyTx(tx *store.Tx, tenant int64, cs ChangeSet, groups map[string]*store.
 		}
 	}
 	return c, nil
+}
+
+// creates is how many changes cs begins with that create resources of one
+// kind: they go in one multi-row insert.
+func creates(cs ChangeSet) int {
+	n := 0
+	for n < len(cs) && cs[n].Op == Create && cs[n].Resource.Kind == cs[0].Resource.Kind {
+		n++
+	}
+	return n
+}
+
+// insertAll applies a run of creates of one kind (creates) at once.
+func insertAll(tx *store.Tx, tenant int64, cs ChangeSet, c *Counts, groups map[string]*store.Resource) error {
+	rs := make([]*store.Resource, len(cs))
+	for i := range cs {
+		rs[i] = cs[i].Resource
+	}
+	if err := tx.InsertMany(tenant, rs); err != nil {
+		return err
+	}
+	if rs[0].Kind == store.UserKind {
+		c.UsersCreated += len(rs)
+		return nil
+	}
+	c.GroupsCreated += len(rs)
+	for _, r := range rs {
+		groups[r.ID] = r
+	}
+	return nil
 }
 
 func applyOne(tx *store.Tx, tenant int64, ch *Change, c *Counts) error {

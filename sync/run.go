@@ -243,6 +243,7 @@ type runner struct {
 
 	returned map[string]bool // a full pass: the groups its walk returned, by Entra id
 	aside    []string        // users renamed aside to free a userName (Plan.Aside), by local id
+	statsAt  int             // rows added when the store's planner statistics were last refreshed
 
 	mu gosync.Mutex // guards the throttling figures, reported from HTTP goroutines
 }
@@ -398,13 +399,15 @@ func (r *runner) deltaPass(ctx context.Context) error {
 		return err
 	}
 	key := r.usersKey()
-	for page, err := range r.src.UsersDelta(ctx, r.links[key]) {
+	link := r.links[key]
+	pages := ahead(ctx, func(ctx context.Context) iter.Seq2[graph.UserPage, error] { return r.src.UsersDelta(ctx, link) })
+	for page, err := range pages {
 		if err != nil {
 			return err
 		}
 		r.run.Pages++
 		r.run.UsersSeen += len(page.Users)
-		if err := r.apply(ctx, Page{Users: page.Users}, 0); err != nil {
+		if err := r.apply(ctx, Page{Users: page.Users}, 0, lookups{}); err != nil {
 			return err
 		}
 		if page.DeltaLink != "" {
@@ -562,11 +565,17 @@ func (r *runner) walkGroups(ctx context.Context, chunks [][]string) error {
 			if r.run.Mode == ModeFull || r.links[key] == "" {
 				mark = r.run.ID // a listing from scratch: stamp what it sees
 			}
-			for page, err := range r.src.GroupsDelta(ctx, r.links[key], chunk) {
+			link := r.links[key]
+			pages := ahead(ctx, func(ctx context.Context) iter.Seq2[groupPage, error] {
+				return r.withLookups(ctx, r.src.GroupsDelta(ctx, link, chunk))
+			})
+			for page, err := range pages {
 				if err != nil {
 					return err
 				}
-				r.run.Pages++
+				if page.part == 0 {
+					r.run.Pages++
+				}
 				r.run.GroupsSeen += len(page.Groups)
 				for _, g := range page.Groups {
 					if r.returned != nil && g.Removed == "" {
@@ -577,7 +586,7 @@ func (r *runner) walkGroups(ctx context.Context, chunks [][]string) error {
 				if r.conn.Nested {
 					found = append(found, r.stubNested(&p)...)
 				}
-				if err := r.apply(ctx, p, mark); err != nil {
+				if err := r.apply(ctx, p, mark, page.ahead); err != nil {
 					return err
 				}
 				if page.DeltaLink != "" {
@@ -629,11 +638,12 @@ func (r *runner) stubNested(p *Page) []string {
 const applyAttempts = 4
 
 // apply diffs a page against the store and applies the result, in slices
-// (applyChanges). When a slice fails on a concurrent SCIM write, the whole
+// (applyChanges); ahead is what was looked up for it beforehand
+// (withLookups). When a slice fails on a concurrent SCIM write, the whole
 // page is diffed again: what the slices before it committed is found done
 // and left alone, and the rest applied.
-func (r *runner) apply(ctx context.Context, p Page, mark int64) error {
-	if err := r.fetch(ctx, &p); err != nil {
+func (r *runner) apply(ctx context.Context, p Page, mark int64, ahead lookups) error {
+	if err := r.fetch(ctx, &p, ahead); err != nil {
 		return err
 	}
 	for attempt := 1; ; attempt++ {
@@ -652,9 +662,33 @@ func (r *runner) apply(ctx context.Context, p Page, mark int64) error {
 		if store.ErrorCode(err) == store.Precondition && attempt < applyAttempts {
 			continue
 		}
+		if err == nil {
+			r.refreshStats(ctx)
+		}
 		return err
 	}
 }
+
+// refreshStats has the store refresh its planner's statistics each time
+// the rows this run added doubled, from statsFrom: a first pull grows the
+// tables many times over (see store.DB.RefreshPlannerStats), a delta run
+// rarely reaches it. A refresh that fails slows the run, no more: it is
+// logged, and the run goes on.
+func (r *runner) refreshStats(ctx context.Context) {
+	added := r.count.UsersCreated + r.count.GroupsCreated + r.count.MembersAdded
+	if added < max(r.statsAt*2, statsFrom) {
+		return
+	}
+	r.statsAt = added
+	if err := r.w.DB.RefreshPlannerStats(ctx); err != nil {
+		r.w.log().Warn("refreshing the database's planner statistics failed; the pull goes on, maybe slower",
+			"tenant", r.t.Name, "run", r.run.ID, "err", err)
+	}
+}
+
+// statsFrom is how many rows a run adds before it first refreshes the
+// planner's statistics.
+const statsFrom = 1000
 
 // keep takes what a plan tells the rest of the run.
 func (r *runner) keep(plan Plan) {
@@ -690,49 +724,41 @@ func (r *runner) propose(d Deprovision) {
 	r.cands[d.UserID] = d
 }
 
-// fetch looks up the users a page's groups add that the store does not
-// know or holds inactive: their attributes, and whether they still exist.
-func (r *runner) fetch(ctx context.Context, p *Page) error {
-	var adds []string
-	for _, g := range p.Groups {
-		if g.Removed != "" {
-			continue
-		}
-		for _, m := range g.Members {
-			if !m.Group && !m.Removed {
-				adds = append(adds, m.ID)
-			}
-		}
-	}
-	if len(adds) == 0 {
-		return nil
-	}
-	adds = lowerSorted(adds)
-	known, err := r.w.DB.ByEntraID(ctx, r.t.ID, store.UserKind, adds)
+// fetch gives a page the users its groups add that the store does not
+// know or holds inactive (their attributes, and whether they still exist),
+// as the store stands now that the pages before committed: those looked
+// up ahead, and any the lookups did not ask about.
+func (r *runner) fetch(ctx context.Context, p *Page, ahead lookups) error {
+	need, err := r.newMembers(ctx, p.Groups)
 	if err != nil {
 		return err
 	}
-	var need []string
-	for _, id := range adds {
-		if u, ok := known[id]; !ok || !u.Active() {
-			need = append(need, id)
+	r.run.UsersSeen += len(ahead.users)
+	found := make(map[string]graph.User, len(ahead.users))
+	for _, u := range ahead.users {
+		found[u.ID] = u
+	}
+	var rest []string
+	for _, id := range need {
+		if u, ok := found[id]; ok {
+			p.Fetched = append(p.Fetched, u)
+		} else if !ahead.asked[id] {
+			rest = append(rest, id)
 		}
 	}
-	for _, chunk := range chunked(need, graph.MaxIDsPerLookup) {
-		users, err := r.src.UsersByID(ctx, chunk)
-		if err != nil {
-			return err
-		}
-		r.run.UsersSeen += len(users)
-		p.Fetched = append(p.Fetched, users...)
+	users, err := r.usersByID(ctx, rest)
+	if err != nil {
+		return err
 	}
+	r.run.UsersSeen += len(users)
+	p.Fetched = append(p.Fetched, users...)
 	return nil
 }
 
 // state reads what the store holds that a page touches.
 func (r *runner) state(ctx context.Context, p Page, mark int64) (State, error) {
 	db, tenant := r.w.DB, r.t.ID
-	st := State{Nested: r.conn.Nested, Mark: mark, UserMatches: map[string]store.Resource{}, GroupMatches: map[string]store.Resource{}}
+	st := State{Nested: r.conn.Nested, Mark: mark}
 	var groupIDs, userIDs []string
 	for _, g := range p.Groups {
 		groupIDs = append(groupIDs, g.ID)
@@ -756,29 +782,23 @@ func (r *runner) state(ctx context.Context, p Page, mark int64) (State, error) {
 	if st.Users, err = db.ByEntraID(ctx, tenant, store.UserKind, userIDs); err != nil {
 		return State{}, err
 	}
+	var unlinkedGroups []string
 	for _, g := range p.Groups {
-		if _, linked := st.Groups[g.ID]; linked || g.Removed != "" {
-			continue
-		}
-		m, ok, err := db.FindGroupForEntra(ctx, tenant, g.ID)
-		if err != nil {
-			return State{}, err
-		}
-		if ok {
-			st.GroupMatches[g.ID] = m
+		if _, linked := st.Groups[g.ID]; !linked && g.Removed == "" {
+			unlinkedGroups = append(unlinkedGroups, g.ID)
 		}
 	}
+	if st.GroupMatches, err = db.FindGroupsForEntra(ctx, tenant, unlinkedGroups); err != nil {
+		return State{}, err
+	}
+	var unlinkedUsers []store.EntraUser
 	for _, u := range p.Fetched {
-		if _, linked := st.Users[u.ID]; linked {
-			continue
+		if _, linked := st.Users[u.ID]; !linked {
+			unlinkedUsers = append(unlinkedUsers, store.EntraUser{ObjectID: u.ID, UPN: u.UserPrincipalName})
 		}
-		m, ok, err := db.FindUserForEntra(ctx, tenant, u.ID, u.UserPrincipalName)
-		if err != nil {
-			return State{}, err
-		}
-		if ok {
-			st.UserMatches[u.ID] = m
-		}
+	}
+	if st.UserMatches, err = db.FindUsersForEntra(ctx, tenant, unlinkedUsers); err != nil {
+		return State{}, err
 	}
 	var names []string
 	for _, list := range [][]graph.User{p.Users, p.Fetched} {
@@ -891,7 +911,7 @@ func (r *runner) refresh(ctx context.Context, users []store.Resource) error {
 	if err != nil {
 		return err
 	}
-	return r.apply(ctx, Page{Users: found}, 0)
+	return r.apply(ctx, Page{Users: found}, 0, lookups{})
 }
 
 // settle ends a pass: groups no longer in scope lose their members, users

@@ -31,6 +31,8 @@ func Run(t *testing.T, open Opener) {
 		{"Tokens", testTokens},
 		{"Resources", testResources},
 		{"Uniqueness", testUniqueness},
+		{"InsertMany", testInsertMany},
+		{"PlannerStats", testPlannerStats},
 		{"Versions", testVersions},
 		{"Members", testMembers},
 		{"DeleteCleansUp", testDeleteCleansUp},
@@ -248,6 +250,60 @@ func testUniqueness(t *testing.T, db *store.DB) {
 		return tx.Insert(tn.ID, &store.Resource{Kind: store.UserKind, Doc: map[string]any{}})
 	})
 	mustCode(t, err, store.Invalid)
+}
+
+func testInsertMany(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	// More than one multi-row statement's worth, each with index rows.
+	var rs []*store.Resource
+	for i := range 150 {
+		u := user(fmt.Sprintf("u%03d@contoso.com", i), "displayName", fmt.Sprintf("User %d", i),
+			"emails", []any{map[string]any{"type": "work", "value": fmt.Sprintf("u%03d@mail.contoso.com", i)}})
+		u.EntraID = fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
+		rs = append(rs, u)
+	}
+	write(t, db, func(tx *store.Tx) error { return tx.InsertMany(tn.ID, rs) })
+	for _, i := range []int{0, 99, 100, 149} {
+		got, err := db.Get(ctx, tn.ID, store.UserKind, rs[i].ID)
+		if err != nil || got.Version != 1 || got.EntraID != rs[i].EntraID || got.Str("userName") != rs[i].Str("userName") {
+			t.Fatalf("user %d: %+v %v", i, got, err)
+		}
+	}
+	page, err := db.List(ctx, tn.ID, store.UserKind, query(t, schema.UserType, `emails.value eq "u149@mail.contoso.com"`))
+	if err != nil || len(page.Resources) != 1 || page.Resources[0].ID != rs[149].ID {
+		t.Fatalf("the index of the last row: %+v %v", page, err)
+	}
+	groups := []*store.Resource{group("Sales"), group("Ops")}
+	write(t, db, func(tx *store.Tx) error { return tx.InsertMany(tn.ID, groups) })
+	if got, err := db.Get(ctx, tn.ID, store.GroupKind, groups[1].ID); err != nil || got.Str("displayName") != "Ops" {
+		t.Fatalf("group: %+v %v", got, err)
+	}
+
+	// A taken or repeated userName, or a taken Entra id, fails them all.
+	taken := user("U000@contoso.com")
+	taken.EntraID = "00000000-0000-4000-8000-999999999999"
+	bad := [][]*store.Resource{
+		{user("new1@contoso.com"), taken},
+		{user("twice@contoso.com"), user("TWICE@contoso.com")},
+		{user("new2@contoso.com"), {Kind: store.UserKind, EntraID: rs[7].EntraID, Doc: map[string]any{"userName": "new3@contoso.com"}}},
+	}
+	for _, batch := range bad {
+		err := db.Write(ctx, func(tx *store.Tx) error { return tx.InsertMany(tn.ID, batch) })
+		mustCode(t, err, store.Conflict)
+		if _, err := db.Get(ctx, tn.ID, store.UserKind, batch[0].ID); store.ErrorCode(err) != store.NotFound {
+			t.Fatalf("a failed InsertMany left %s: %v", batch[0].Str("userName"), err)
+		}
+	}
+}
+
+// testPlannerStats: the refresh a pull asks for runs on the tenant's
+// tables (on PostgreSQL, those of the schema the store was opened on).
+func testPlannerStats(t *testing.T, db *store.DB) {
+	tn := newTenant(t, db, "acme")
+	insert(t, db, tn.ID, user("a@contoso.com"), group("Sales"))
+	if err := db.RefreshPlannerStats(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func testVersions(t *testing.T, db *store.DB) {
@@ -736,18 +792,22 @@ func testLinking(t *testing.T, db *store.DB) {
 	g := group("Sales")
 	g.Doc["externalId"] = oid
 	insert(t, db, tn.ID, byExt, byName, linked, g)
-	if r, ok, err := db.FindUserForEntra(ctx, tn.ID, oid, "someone@contoso.com"); err != nil || !ok || r.ID != byExt.ID {
-		t.Fatalf("by externalId: %+v %v %v", r, ok, err)
+	// One call matches a page's users: by externalId first, else by
+	// userName; a user already linked to another Entra object is never
+	// taken, and an unknown one is left out.
+	const byNameOID, linkedOID = "33333333-3333-3333-3333-333333333333", "11111111-1111-1111-1111-111111111111"
+	found, err := db.FindUsersForEntra(ctx, tn.ID, []store.EntraUser{{ObjectID: strings.ToUpper(oid), UPN: "someone@contoso.com"},
+		{ObjectID: byNameOID, UPN: "upn@contoso.COM"}, {ObjectID: linkedOID, UPN: "linked@contoso.com"},
+		{ObjectID: "44444444-4444-4444-4444-444444444444", UPN: "nobody@contoso.com"}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if r, ok, err := db.FindUserForEntra(ctx, tn.ID, "33333333-3333-3333-3333-333333333333", "upn@contoso.COM"); err != nil || !ok || r.ID != byName.ID {
-		t.Fatalf("by userName: %+v %v %v", r, ok, err)
+	if len(found) != 2 || found[oid].ID != byExt.ID || found[byNameOID].ID != byName.ID {
+		t.Fatalf("users matched: %+v", found)
 	}
-	// A user already linked to another Entra object is never taken.
-	if _, ok, _ := db.FindUserForEntra(ctx, tn.ID, "11111111-1111-1111-1111-111111111111", "linked@contoso.com"); ok {
-		t.Fatal("matched a user linked to another Entra object")
-	}
-	if r, ok, err := db.FindGroupForEntra(ctx, tn.ID, oid); err != nil || !ok || r.ID != g.ID {
-		t.Fatalf("group by externalId: %+v %v %v", r, ok, err)
+	groups, err := db.FindGroupsForEntra(ctx, tn.ID, []string{oid, byNameOID})
+	if err != nil || len(groups) != 1 || groups[oid].ID != g.ID {
+		t.Fatalf("groups matched by externalId: %+v %v", groups, err)
 	}
 }
 
