@@ -269,8 +269,10 @@ func (s *Server) runList(w http.ResponseWriter, r *http.Request, ep *endpoint, f
 	if err != nil {
 		return err
 	}
-	// A page's users and their groups are one query.
-	q := store.Query{StartIndex: start, Count: count, Groups: wantsGroups(ep, p)}
+	// A page's users and their groups are one query; with the default
+	// projection their stored documents are spliced into the answer.
+	stored := ep.kind == store.UserKind && p.include == nil && p.exclude == nil
+	q := store.Query{StartIndex: start, Count: count, Groups: wantsGroups(ep, p), RawDocs: stored}
 	if strings.TrimSpace(filterText) != "" {
 		expr, err := filter.Parse(filterText)
 		if err != nil {
@@ -295,6 +297,16 @@ func (s *Server) runList(w http.ResponseWriter, r *http.Request, ep *endpoint, f
 	}
 	resources := make([]any, len(page.Resources))
 	for i, res := range page.Resources {
+		if stored {
+			doc, ok := s.renderStored(ep, res, related[res.ID])
+			if ok {
+				resources[i] = doc
+				continue
+			}
+			if res.Doc, err = res.Decode(); err != nil {
+				return err
+			}
+		}
 		resources[i] = p.apply(s.render(ep, res, related[res.ID]))
 	}
 	writeJSON(w, http.StatusOK, listResponse{listHead: head, Resources: resources})

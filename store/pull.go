@@ -34,7 +34,7 @@ func (db *DB) resourcesIn(ctx context.Context, tenant int64, kind Kind, column s
 		if err := db.read.SelectContext(ctx, &rows, db.read.Rebind(q), args...); err != nil {
 			return nil, err
 		}
-		list, err := resources(rows, kind)
+		list, err := resources(rows, kind, false)
 		if err != nil {
 			return nil, err
 		}
@@ -202,7 +202,7 @@ func (db *DB) PulledUsersOutside(ctx context.Context, tenant int64, groups []str
 	if err := db.read.SelectContext(ctx, &rows, db.read.Rebind(q), args...); err != nil {
 		return nil, err
 	}
-	return resources(rows, UserKind)
+	return resources(rows, UserKind, false)
 }
 
 // PulledGroupsOutside returns the local ids of groups the pull manages
@@ -240,7 +240,7 @@ func (db *DB) PulledUsers(ctx context.Context, tenant int64, after string, limit
 	if err != nil {
 		return nil, err
 	}
-	return resources(rows, UserKind)
+	return resources(rows, UserKind, false)
 }
 
 // MarkSeen stamps the memberships of ids in group with run: a full pull

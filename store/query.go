@@ -28,6 +28,9 @@ type Query struct {
 	// Groups asks for each user's direct groups too (Page.Groups), read
 	// in the same query.
 	Groups bool
+	// RawDocs leaves the documents as stored, in Resource.Raw, for an
+	// answer that splices them in rather than decoding them.
+	RawDocs bool
 }
 
 // Page is one page of a listing.
@@ -115,7 +118,7 @@ func (db *DB) List(ctx context.Context, tenant int64, kind Kind, q Query) (Page,
 		}
 		db.listings.remember(key, gen, now, page.Total, offset+len(rows), lastID)
 	}
-	page.Resources, err = resources(rows, kind)
+	page.Resources, err = resources(rows, kind, q.RawDocs)
 	if err != nil || !withGroups {
 		return page, err
 	}

@@ -32,6 +32,9 @@ type Resource struct {
 	Created      time.Time
 	LastModified time.Time
 	Doc          map[string]any
+	// Raw is the document as stored, JSON, instead of Doc, from a listing
+	// that asked for it (Query.RawDocs).
+	Raw string
 
 	enc *encoded // Doc as the next Insert or Update stores it (Prepare)
 }
@@ -177,10 +180,26 @@ func (r resourceRow) resource(k Kind) (Resource, error) {
 	return res, nil
 }
 
-// resources decodes rows of one kind.
-func resources(rows []resourceRow, kind Kind) ([]Resource, error) {
+// Decode returns the document of a resource listed with Query.RawDocs.
+func (r Resource) Decode() (map[string]any, error) {
+	if r.Doc != nil || r.Raw == "" {
+		return r.Doc, nil
+	}
+	row := resourceRow{ID: r.ID, Doc: r.Raw}
+	decoded, err := row.resource(r.Kind)
+	return decoded.Doc, err
+}
+
+// resources decodes rows of one kind; raw leaves their documents as
+// stored, in Raw.
+func resources(rows []resourceRow, kind Kind, raw bool) ([]Resource, error) {
 	out := make([]Resource, 0, len(rows))
 	for _, row := range rows {
+		if raw {
+			out = append(out, Resource{Kind: kind, ID: row.ID, EntraID: row.EntraID.String, Version: row.Version,
+				Created: parseTime(row.CreatedAt), LastModified: parseTime(row.ModifiedAt), Raw: row.Doc})
+			continue
+		}
 		r, err := row.resource(kind)
 		if err != nil {
 			return nil, err
