@@ -68,7 +68,10 @@ func (l *listings) gen(tenant int64) uint64 {
 // changed moves the tenants to a new generation (after a commit).
 func (l *listings) changed(tenants map[int64]bool) {
 	for t := range tenants {
-		g, _ := l.gens.LoadOrStore(t, new(atomic.Uint64))
+		g, ok := l.gens.Load(t)
+		if !ok {
+			g, _ = l.gens.LoadOrStore(t, new(atomic.Uint64))
+		}
 		g.(*atomic.Uint64).Add(1)
 	}
 }
