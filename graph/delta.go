@@ -354,10 +354,11 @@ func (c *Client) deletedUser(ctx context.Context, id string) (bool, error) {
 		QueryParameters: &directory.DeletedItemsDirectoryObjectItemRequestBuilderGetQueryParameters{Select: []string{"id"}},
 	})
 	if err != nil {
-		e := c.fail(ctx, err, "GET /directory/deletedItems/{id}", permUsers)
+		e := c.describe(ctx, err, "GET /directory/deletedItems/{id}", permUsers)
 		if e.Status == http.StatusNotFound {
-			return false, nil
+			return false, nil // permanently deleted: an answer, not a failure
 		}
+		noteError(ctx, e)
 		return false, e
 	}
 	_, isUser := obj.(models.Userable)

@@ -220,6 +220,21 @@ func IsTransient(err error) bool {
 // ("GET /users/delta", path below the version) and permission what it
 // needs, named when Graph refuses it.
 func (c *Client) fail(ctx context.Context, err error, request, permission string) *Error {
+	e := c.describe(ctx, err, request, permission)
+	noteError(ctx, e)
+	return e
+}
+
+// noteError tells the context's Observer of a failure a call returns.
+func noteError(ctx context.Context, e *Error) {
+	if o := observerOf(ctx); o != nil {
+		o.GraphError(e.Kind)
+	}
+}
+
+// describe is fail without telling the Observer, for an answer that may
+// turn out to be no failure.
+func (c *Client) describe(ctx context.Context, err error, request, permission string) *Error {
 	e := c.classify(ctx, err)
 	if request != "" && !e.token {
 		method, path, _ := strings.Cut(request, " ")

@@ -48,6 +48,27 @@ func WithWaitObserver(ctx context.Context, observe func(time.Duration)) context.
 	return context.WithValue(ctx, waitObserverKey{}, observe)
 }
 
+// Observer hears of Graph requests as they happen, for metrics: each
+// attempt (retries included) with its status (0: no answer came), each
+// throttling wait, and each failure a call returns, by kind.
+type Observer interface {
+	GraphAttempt(status int, elapsed time.Duration)
+	GraphWait(d time.Duration)
+	GraphError(kind Kind)
+}
+
+type observerKey struct{}
+
+// WithObserver returns a context whose Graph requests report to o.
+func WithObserver(ctx context.Context, o Observer) context.Context {
+	return context.WithValue(ctx, observerKey{}, o)
+}
+
+func observerOf(ctx context.Context) Observer {
+	o, _ := ctx.Value(observerKey{}).(Observer)
+	return o
+}
+
 func retryable(status int) bool {
 	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
 }
@@ -58,13 +79,22 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	ctx := req.Context()
+	obs := observerOf(ctx)
 	backoff := time.Second
 	var spent time.Duration // on attempts, and on waits for a Graph that is down (not 429's)
 	downBy := func(wait time.Duration) bool { return t.maxDown > 0 && spent+wait > t.maxDown }
 	for attempt := 0; ; attempt++ {
 		sent := time.Now()
 		res, err := t.send(req)
-		spent += time.Since(sent)
+		took := time.Since(sent)
+		spent += took
+		if obs != nil && (err == nil || ctx.Err() == nil) { // the caller's cancellation is no outcome of Graph's
+			status := 0
+			if res != nil {
+				status = res.StatusCode
+			}
+			obs.GraphAttempt(status, took)
+		}
 		var wait time.Duration
 		switch {
 		case err != nil && ctx.Err() != nil:
@@ -95,6 +125,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			res.Body.Close()
 			if observe, ok := ctx.Value(waitObserverKey{}).(func(time.Duration)); ok {
 				observe(wait)
+			}
+			if obs != nil {
+				obs.GraphWait(wait)
 			}
 		}
 		if err := t.sleep(ctx, wait); err != nil {

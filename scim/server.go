@@ -46,7 +46,20 @@ type Config struct {
 	// peer is the client.
 	TrustedProxies []netip.Prefix
 	Log            *slog.Logger
+	// Metrics hears of every request answered; nil: none.
+	Metrics Observer
 }
+
+// Observer hears of each request as its log line is written, for metrics:
+// the endpoint is one of the logged names ("other" for any path it does
+// not know), status 499 a client that went away.
+type Observer interface {
+	SCIMRequest(method, endpoint string, status int, provider string, elapsed time.Duration)
+}
+
+type noObserver struct{}
+
+func (noObserver) SCIMRequest(string, string, int, string, time.Duration) {}
 
 // Server serves the SCIM API.
 type Server struct {
@@ -60,6 +73,7 @@ type Server struct {
 	proxies   []netip.Prefix
 	members   memberPager   // the store; a test may count what is asked of it
 	writing   resourceLocks // PUTs and PATCHes of one resource queue here
+	metrics   Observer
 }
 
 // memberPager reads a group's members a page at a time (store.DB).
@@ -80,7 +94,10 @@ const DefaultBodyLimit = 1 << 20
 // New returns a Server.
 func New(c Config) *Server {
 	s := &Server{db: c.DB, base: strings.TrimRight(c.PublicURL, "/") + "/scim/v2", bodyLimit: c.BodyLimit, log: c.Log,
-		proxies: c.TrustedProxies, members: c.DB}
+		proxies: c.TrustedProxies, members: c.DB, metrics: c.Metrics}
+	if s.metrics == nil {
+		s.metrics = noObserver{}
+	}
 	if s.bodyLimit <= 0 {
 		s.bodyLimit = DefaultBodyLimit
 	}
@@ -200,8 +217,10 @@ func (s *Server) logRequest(r *http.Request, rec *statusRecorder, start time.Tim
 	case status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusTooManyRequests:
 		level = slog.LevelWarn
 	}
+	elapsed := time.Since(start)
+	s.metrics.SCIMRequest(r.Method, endpoint, status, Provider(r), elapsed)
 	attrs := []any{"method", r.Method, "endpoint", endpoint, "status", status, "tenant", tenantOf(r.Context()).Name,
-		"client", client, "token_id", tokenID, "ms", time.Since(start).Milliseconds()}
+		"client", client, "token_id", tokenID, "ms", elapsed.Milliseconds()}
 	if rec.aborted {
 		attrs = append(attrs, "aborted", true)
 	}

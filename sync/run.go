@@ -55,6 +55,8 @@ type Worker struct {
 	// keeps directory delta state about 7 days. Default 7 days less 6 hours.
 	TokenMaxAge time.Duration
 	Now         func() time.Time
+	// Metrics hears how runs end and of their Graph requests; nil: none.
+	Metrics Observer
 
 	// beforeSave, when set, runs after a run's changes committed and before
 	// its delta links are saved (tests kill the process there).
@@ -64,6 +66,13 @@ type Worker struct {
 	// the pull's changes (tests hold it open or fail it there).
 	sliceRows int
 	inSlice   func(tenant int64, slice ChangeSet) error
+}
+
+// Observer hears how each run ended, and (graph.Observer) of its Graph
+// requests; the metrics implement it.
+type Observer interface {
+	graph.Observer
+	RunFinished(run store.Run, counts Counts)
 }
 
 // Options say how a run was asked for.
@@ -371,6 +380,9 @@ func (r *runner) execute(ctx context.Context) error {
 	}
 	r.src = src
 	ctx = graph.WithWaitObserver(ctx, r.waited)
+	if r.w.Metrics != nil {
+		ctx = graph.WithObserver(ctx, r.w.Metrics)
+	}
 	if r.run.Mode == ModeDelta {
 		err := r.deltaPass(ctx)
 		if !graph.IsResyncRequired(err) {
@@ -1085,6 +1097,9 @@ func (r *runner) finish(ctx context.Context, err error) store.Run {
 	}
 	finished := r.w.now()
 	r.run.FinishedAt = &finished
+	if r.w.Metrics != nil {
+		r.w.Metrics.RunFinished(r.run, r.count)
+	}
 	level := slog.LevelInfo
 	switch r.run.Status {
 	case store.RunHeld, store.RunThrottled:
