@@ -54,6 +54,9 @@ type Config struct {
 	TLSKey     string        // tls_key: PEM private key file of tls_cert
 	WriteWait  time.Duration // write_wait: longest wait for the database writer before a write answers 503
 	DBMaxConns int           // db_max_conns: most PostgreSQL connections of this node (write and read pools together)
+
+	MetricsAddr        string // metrics_addr: a second listener serving /metrics without authentication; empty: none
+	MetricsTenantLabel bool   // metrics_tenant_label: a per-tenant series of the last successful pull's age
 }
 
 // setting describes one key: its name, help and how to parse it.
@@ -249,6 +252,23 @@ var settings = []setting{
 		c.RunLockTTL = d
 		return nil
 	}, func(c *Config) string { return c.RunLockTTL.String() }},
+	{"metrics_addr", "address of a second listener serving /metrics without authentication, for a private network, e.g. 10.0.0.5:9090 (empty: none; /metrics on addr always takes an ops key)", func(c *Config, v string) error {
+		if v != "" {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return fmt.Errorf("want host:port such as 10.0.0.5:9090, or empty for no such listener")
+			}
+		}
+		c.MetricsAddr = v
+		return nil
+	}, func(c *Config) string { return c.MetricsAddr }},
+	{"metrics_tenant_label", "export each connected tenant's last successful pull age with a tenant label (one series per tenant): true or false", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("want true or false")
+		}
+		c.MetricsTenantLabel = b
+		return nil
+	}, func(c *Config) string { return strconv.FormatBool(c.MetricsTenantLabel) }},
 	{"tls_cert", "PEM certificate (chain) file: with tls_key, serve HTTPS; re-read when it changes", func(c *Config, v string) error {
 		c.TLSCert = v
 		return nil
@@ -506,6 +526,8 @@ func loadFile(c *Config, path string) error {
 			text = x
 		case float64:
 			text = strconv.FormatFloat(x, 'f', -1, 64)
+		case bool:
+			text = strconv.FormatBool(x)
 		case []any: // a list, such as trusted_proxies: its strings, comma-separated
 			parts := make([]string, len(x))
 			for i, el := range x {
@@ -517,7 +539,7 @@ func loadFile(c *Config, path string) error {
 			}
 			text = strings.Join(parts, ",")
 		default:
-			return fmt.Errorf("config: %s: %s: want a string or a number", path, k)
+			return fmt.Errorf("config: %s: %s: want a string, a number or true/false", path, k)
 		}
 		if err := s.set(c, text); err != nil {
 			return fmt.Errorf("config: %s: %s=%q: %v", path, k, shown(k, text), err)

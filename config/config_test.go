@@ -72,7 +72,10 @@ func TestErrors(t *testing.T) {
 		{env: map[string]string{"ENTRASYNC_SECRET_KEY": "short"}, want: `ENTRASYNC_SECRET_KEY="…": want 32 random bytes`},
 		{env: map[string]string{"ENTRASYNC_RATE_LIMIT": "-1"}, want: "ENTRASYNC_RATE_LIMIT"},
 		{file: `{"adr":"x"}`, want: `unknown setting "adr"`},
-		{file: `{"addr":true}`, want: "want a string or a number"},
+		{file: `{"addr":{"host":"x"}}`, want: "want a string, a number or true/false"},
+		{file: `{"addr":true}`, want: "want host:port"},
+		{file: `{"metrics_tenant_label":"sometimes"}`, want: "metrics_tenant_label=\"sometimes\": want true or false"},
+		{args: []string{"--metrics-addr", "9090"}, want: `--metrics-addr="9090": want host:port`},
 		{file: `not json`, want: "want a JSON object of settings"},
 	}
 	for _, tc := range tests {
@@ -218,5 +221,32 @@ func TestDBMaxConns(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "--db-max-conns") || !strings.Contains(err.Error(), "from 2 to 1000") {
 			t.Errorf("--db-max-conns %s: %v", bad, err)
 		}
+	}
+}
+
+func TestMetricsSettings(t *testing.T) {
+	tests := []struct {
+		name  string
+		file  string
+		env   map[string]string
+		args  []string
+		label bool
+		addr  string
+	}{
+		{name: "defaults: no label, no open listener"},
+		{name: "file, JSON true", file: `{"metrics_tenant_label":true,"metrics_addr":"10.0.0.5:9090"}`, label: true, addr: "10.0.0.5:9090"},
+		{name: "environment", env: map[string]string{"ENTRASYNC_METRICS_TENANT_LABEL": "true", "ENTRASYNC_METRICS_ADDR": ":9090"}, label: true, addr: ":9090"},
+		{name: "flag wins over the file", file: `{"metrics_tenant_label":true}`, args: []string{"--metrics-tenant-label=false"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := load(t, tc.file, tc.env, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.MetricsTenantLabel != tc.label || c.MetricsAddr != tc.addr {
+				t.Fatalf("got label %v addr %q, want %v %q", c.MetricsTenantLabel, c.MetricsAddr, tc.label, tc.addr)
+			}
+		})
 	}
 }

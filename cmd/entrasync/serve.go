@@ -14,10 +14,11 @@ import (
 	"github.com/entrasync/entrasync/scim"
 	"github.com/entrasync/entrasync/store"
 	"github.com/entrasync/entrasync/sync"
+	"github.com/entrasync/entrasync/sync/metrics"
 	"github.com/entrasync/entrasync/sync/opsapi"
 )
 
-var serveCmd = &command{name: "serve", summary: "serve the SCIM endpoint, the ops API, /healthz and /readyz, and pull connected tenants on schedule", run: serve,
+var serveCmd = &command{name: "serve", summary: "serve the SCIM endpoint, the ops API, /metrics, /healthz and /readyz, and pull connected tenants on schedule", run: serve,
 	flags: func(fs *flag.FlagSet) any {
 		return fs.Bool("no-migrate", false, "apply no migration: refuse to start on a schema older than this entrasync (run entrasync migrate first)")
 	}}
@@ -36,16 +37,18 @@ func serve(e *env, inv *invocation) error {
 		DefaultSchedule: cfg.SyncSchedule, Log: svc.log})
 }
 
-// service is what serve and demo run: the store, the listener and the
-// pull worker, wired from the settings.
+// service is what serve and demo run: the store, the listeners, the
+// metrics and the pull worker, wired from the settings.
 type service struct {
-	cfg    config.Config
-	log    *slog.Logger
-	db     *store.DB
-	ln     net.Listener
-	public string // the public URL, from the setting or the listener
-	worker *sync.Worker
-	close  func()
+	cfg       config.Config
+	log       *slog.Logger
+	db        *store.DB
+	ln        net.Listener
+	metricsLn net.Listener // metrics_addr's, serving /metrics without authentication; nil: none
+	public    string       // the public URL, from the setting or the listener
+	metrics   *metrics.Metrics
+	worker    *sync.Worker
+	close     func()
 }
 
 func openService(e *env, cfg config.Config, noMigrate bool) (*service, error) {
@@ -78,9 +81,23 @@ func openService(e *env, cfg config.Config, noMigrate bool) (*service, error) {
 		svc.db.Close()
 		return nil, err
 	}
+	if cfg.MetricsAddr != "" {
+		if svc.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			closeWorker()
+			svc.ln.Close()
+			svc.db.Close()
+			return nil, fmt.Errorf("cannot listen on %s (setting metrics_addr, flag --metrics-addr): %v", cfg.MetricsAddr, err)
+		}
+	}
+	svc.metrics = metrics.New(metrics.Config{DB: svc.db, DefaultSchedule: cfg.SyncSchedule, Jitter: cfg.SyncJitter,
+		TenantLabel: cfg.MetricsTenantLabel, Log: svc.log})
+	w.Metrics = svc.metrics
 	svc.worker = w
 	svc.close = func() {
 		svc.ln.Close()
+		if svc.metricsLn != nil {
+			svc.metricsLn.Close()
+		}
 		closeWorker()
 		svc.db.Close()
 	}
@@ -95,12 +112,12 @@ func listen(cfg config.Config) (net.Listener, error) {
 	return ln, nil
 }
 
-// run serves SCIM, the ops API, /healthz and /readyz, and runs the scheduler,
-// until the context ends; then it shuts down cleanly.
+// run serves SCIM, the ops API, /metrics, /healthz and /readyz, and runs
+// the scheduler, until the context ends; then it shuts down cleanly.
 func (svc *service) run(e *env, sched *sync.Scheduler) error {
 	cfg, db, log, ln, public, w := svc.cfg, svc.db, svc.log, svc.ln, svc.public, svc.worker
 	srv := scim.New(scim.Config{DB: db, PublicURL: public, BodyLimit: cfg.BodyLimit, RateLimit: cfg.RateLimit,
-		TrustedProxies: cfg.TrustedProxies, Log: log, Limits: cfg.ScimLimits()})
+		TrustedProxies: cfg.TrustedProxies, Log: log, Limits: cfg.ScimLimits(), Metrics: svc.metrics})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -114,6 +131,9 @@ func (svc *service) run(e *env, sched *sync.Scheduler) error {
 	})
 	mux.HandleFunc("GET /readyz", readyz(dependencies(db, w), log))
 	mux.Handle("/ops/", &opsapi.Handler{Worker: w, Log: log, TrustedProxies: cfg.TrustedProxies})
+	// On the main listener, /metrics takes an ops key for every tenant;
+	// metrics_addr serves it openly, for a private network.
+	mux.Handle(metrics.Path, svc.metrics.Guarded(db, log, cfg.TrustedProxies))
 	mux.Handle("/", srv.Handler())
 	httpSrv := &http.Server{
 		Handler:           srv.Front(mux), // /scim paths as sent: the mux would redirect uncleaned ones
@@ -135,8 +155,17 @@ func (svc *service) run(e *env, sched *sync.Scheduler) error {
 	fmt.Fprintf(e.stdout, "entrasync is serving the SCIM endpoint at %s%s and the ops API at %s/ops/v1 (listening on %s)\n",
 		public, scim.BasePath, public, ln.Addr())
 	log.Info("serving", "addr", ln.Addr().String(), "scim", public+scim.BasePath)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- httpSrv.Serve(ln) }()
+	var metricsSrv *http.Server
+	if svc.metricsLn != nil {
+		open := http.NewServeMux()
+		open.Handle(metrics.Path, svc.metrics.Open())
+		metricsSrv = &http.Server{Handler: open, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+			MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		log.Info("serving metrics without authentication", "addr", svc.metricsLn.Addr().String(), "path", metrics.Path)
+		go func() { errc <- metricsSrv.Serve(svc.metricsLn) }()
+	}
 	var serveErr error
 	select {
 	case serveErr = <-errc:
@@ -148,6 +177,9 @@ func (svc *service) run(e *env, sched *sync.Scheduler) error {
 	defer cancel()
 	if err := httpSrv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && serveErr == nil {
 		serveErr = err
+	}
+	if metricsSrv != nil {
+		metricsSrv.Shutdown(sctx)
 	}
 	<-schedDone
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
