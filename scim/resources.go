@@ -24,6 +24,10 @@ const (
 )
 
 func (s *Server) resource(w http.ResponseWriter, r *http.Request, ep *endpoint, id string) {
+	if id != "" && id != ".search" {
+		n := noteOf(r.Context())
+		n.resourceType, n.resourceID = string(ep.kind), id
+	}
 	var err error
 	switch {
 	case id == "" && isGet(r):
