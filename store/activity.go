@@ -75,6 +75,7 @@ type ActivityQuery struct {
 	Since   time.Time // zero: any time
 	User    string    // a resource id, or a userName or displayName (any case)
 	Before  int64     // cursor: records older than this id; 0: from the newest
+	After   int64     // records newer than this id, oldest first (following new records); 0: none
 	Limit   int       // at most MaxActivityPage; 0: 100
 }
 
@@ -133,7 +134,8 @@ func clip(s string, n int) string {
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
-// Activity lists a tenant's activity, newest first, as q selects.
+// Activity lists a tenant's activity, newest first (oldest first with
+// q.After), as q selects.
 func (db *DB) Activity(ctx context.Context, tenant int64, q ActivityQuery) ([]Activity, error) {
 	limit := q.Limit
 	if limit <= 0 {
@@ -159,9 +161,14 @@ func (db *DB) Activity(ctx context.Context, tenant int64, q ActivityQuery) ([]Ac
 	if q.Before > 0 {
 		where, args = append(where, "id < ?"), append(args, q.Before)
 	}
+	order := "DESC"
+	if q.After > 0 {
+		where, args = append(where, "id > ?"), append(args, q.After)
+		order = "ASC"
+	}
 	args = append(args, limit)
 	var rows []activityRow
-	query := `SELECT ` + activityColumns + ` FROM activity WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id DESC LIMIT ?`
+	query := `SELECT ` + activityColumns + ` FROM activity WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id ` + order + ` LIMIT ?`
 	if err := db.read.SelectContext(ctx, &rows, db.read.Rebind(query), args...); err != nil {
 		return nil, err
 	}

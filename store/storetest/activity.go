@@ -67,6 +67,11 @@ func testActivity(t *testing.T, db *store.DB) {
 	if len(seen) != 250 {
 		t.Fatalf("walked %d records, want 250", len(seen))
 	}
+	// Following: records after an id come oldest first.
+	after, err := db.Activity(ctx, acme.ID, store.ActivityQuery{After: list(store.ActivityQuery{Limit: 3})[2].ID})
+	if err != nil || len(after) != 2 || after[0].ID >= after[1].ID || after[1].RequestID != "req-249" {
+		t.Fatalf("records after the third newest: %+v %v", after, err)
+	}
 	newest := list(store.ActivityQuery{Limit: 1})[0]
 	if newest.RequestID != "req-249" || !newest.At.Equal(base.Add(249*time.Minute)) || newest.Channel != store.ChannelPull || newest.RunID != 7 {
 		t.Fatalf("newest record: %+v", newest)
