@@ -55,8 +55,10 @@ func BenchmarkActivityOverhead(b *testing.B) {
 				written := rec.Written()
 				b.ResetTimer()
 				// Off, on, off, on: the machine's drift falls on both.
-				offRate := (rate(off) + rate(off)) / 2
-				onRate := (rate(on) + rate(on)) / 2
+				offRate := rate(off)
+				onRate := rate(on)
+				offRate = (offRate + rate(off)) / 2
+				onRate = (onRate + rate(on)) / 2
 				b.StopTimer()
 				rec.Flush()
 				b.ReportMetric(offRate, "off/s")
