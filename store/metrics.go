@@ -17,9 +17,9 @@ func (db *DB) PoolStats() (write, read sql.DBStats) {
 
 // PullFreshness tells when a connected tenant's pull last succeeded.
 type PullFreshness struct {
-	Tenant    string
-	Schedule  string    // the connection's schedule; empty: the default
-	Connected time.Time // when its Graph connection was made
+	Tenant   string
+	Schedule string    // the connection's schedule; empty: the default
+	Changed  time.Time // when its Graph connection was made or last changed
 	// LastSuccess is when its last succeeded run finished; zero when none has.
 	LastSuccess time.Time
 }
@@ -32,10 +32,10 @@ func (db *DB) PullFreshness(ctx context.Context) ([]PullFreshness, error) {
 	var rows []struct {
 		Tenant      string         `db:"tenant"`
 		Schedule    string         `db:"schedule"`
-		Connected   string         `db:"created_at"`
+		Changed     string         `db:"updated_at"`
 		LastSuccess sql.NullString `db:"last_success"`
 	}
-	err := db.read.SelectContext(ctx, &rows, db.read.Rebind(`SELECT t.name AS tenant, c.schedule, c.created_at,
+	err := db.read.SelectContext(ctx, &rows, db.read.Rebind(`SELECT t.name AS tenant, c.schedule, c.updated_at,
 		(SELECT r.finished_at FROM sync_runs r WHERE r.tenant_id = c.tenant_id AND r.status = ? ORDER BY r.id DESC LIMIT 1) AS last_success
 		FROM graph_connections c JOIN tenants t ON t.id = c.tenant_id ORDER BY t.name`), RunSucceeded)
 	if err != nil {
@@ -43,7 +43,7 @@ func (db *DB) PullFreshness(ctx context.Context) ([]PullFreshness, error) {
 	}
 	out := make([]PullFreshness, len(rows))
 	for i, r := range rows {
-		out[i] = PullFreshness{Tenant: r.Tenant, Schedule: r.Schedule, Connected: parseTime(r.Connected)}
+		out[i] = PullFreshness{Tenant: r.Tenant, Schedule: r.Schedule, Changed: parseTime(r.Changed)}
 		if r.LastSuccess.Valid {
 			out[i].LastSuccess = parseTime(r.LastSuccess.String)
 		}

@@ -76,7 +76,7 @@ var commands = []*command{
 	serveCmd, demoCmd,
 	tenantCreateCmd, tenantListCmd, tenantShowCmd, tenantGraphCmd, tenantDeleteCmd,
 	tokenCreateCmd, tokenListCmd, tokenRevokeCmd,
-	syncCmd, rekeyCmd, migrateCmd,
+	syncCmd, activityCmd, rekeyCmd, migrateCmd,
 	opskeyCreateCmd, opskeyListCmd, opskeyRevokeCmd,
 	completionCmd, versionCmd,
 }

@@ -89,7 +89,7 @@ func openService(e *env, cfg config.Config, noMigrate bool) (*service, error) {
 			return nil, fmt.Errorf("cannot listen on %s (setting metrics_addr, flag --metrics-addr): %v", cfg.MetricsAddr, err)
 		}
 	}
-	svc.metrics = metrics.New(metrics.Config{DB: svc.db, DefaultSchedule: cfg.SyncSchedule, Jitter: cfg.SyncJitter,
+	svc.metrics = metrics.New(metrics.Config{DB: svc.db, DefaultSchedule: cfg.SyncSchedule,
 		TenantLabel: cfg.MetricsTenantLabel, Log: svc.log})
 	w.Metrics = svc.metrics
 	svc.worker = w
@@ -116,8 +116,11 @@ func listen(cfg config.Config) (net.Listener, error) {
 // the scheduler, until the context ends; then it shuts down cleanly.
 func (svc *service) run(e *env, sched *sync.Scheduler) error {
 	cfg, db, log, ln, public, w := svc.cfg, svc.db, svc.log, svc.ln, svc.public, svc.worker
+	activity := sync.NewRecorder(db, sync.RecorderConfig{Retention: cfg.ActivityRetention, Log: log})
+	defer activity.Close() // after the server's shutdown: the last requests' records are written
+	svc.metrics.Activity(activity)
 	srv := scim.New(scim.Config{DB: db, PublicURL: public, BodyLimit: cfg.BodyLimit, RateLimit: cfg.RateLimit,
-		TrustedProxies: cfg.TrustedProxies, Log: log, Limits: cfg.ScimLimits(), Metrics: svc.metrics})
+		TrustedProxies: cfg.TrustedProxies, Log: log, Limits: cfg.ScimLimits(), Activity: activity, Metrics: svc.metrics})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -9,10 +9,10 @@
 package metrics
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"log/slog"
-	gosync "sync"
 	"sync/atomic"
 	"time"
 
@@ -31,10 +31,8 @@ type Config struct {
 	// the tenants' last successful pulls; nil: none of those.
 	DB *store.DB
 	// DefaultSchedule is the pull schedule of a connection without one
-	// (sync_schedule); Jitter the largest delay added to a scheduled run
-	// (sync_jitter). Both decide when a tenant counts as behind.
+	// (sync_schedule), for when a tenant counts as behind.
 	DefaultSchedule string
-	Jitter          time.Duration
 	// TenantLabel adds entrasync_last_successful_pull_age_seconds with a
 	// tenant label: one series per connected tenant (metrics_tenant_label).
 	TenantLabel bool
@@ -163,7 +161,7 @@ func New(c Config) *Metrics {
 	if c.DB != nil {
 		failures := f.counter("entrasync_metrics_store_errors_total",
 			"Scrapes whose read of the tenants' pull freshness failed or timed out; those figures are then missing from the scrape.")
-		m.reg.MustRegister(&freshness{cfg: c, failures: failures, intervals: map[string]time.Duration{}}, &database{db: c.DB})
+		m.reg.MustRegister(&freshness{cfg: c, failures: failures}, &database{db: c.DB})
 	}
 	if !c.NoProcess {
 		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -177,6 +175,26 @@ func (m *Metrics) Registry() *prometheus.Registry {
 		return nil
 	}
 	return m.reg
+}
+
+// ActivityCounts is what the activity recorder tells of itself
+// (*sync.Recorder).
+type ActivityCounts interface {
+	Written() int64
+	Dropped() int64
+}
+
+// Activity exports the activity recorder's counts, read at scrape time.
+// A second recorder is ignored: one process has one.
+func (m *Metrics) Activity(r ActivityCounts) {
+	if m == nil || r == nil {
+		return
+	}
+	m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "entrasync_activity_records_written_total",
+		Help: "Activity records stored."}, func() float64 { return float64(r.Written()) }))
+	m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "entrasync_activity_records_dropped_total",
+		Help: "Activity records lost: the queue was full (the database fell behind) or their write failed."},
+		func() float64 { return float64(r.Dropped()) }))
 }
 
 // SCIMRequest counts a SCIM request as its log line is written
@@ -350,21 +368,18 @@ const scrapeTimeout = 2 * time.Second
 type freshness struct {
 	cfg      Config
 	failures prometheus.Counter
-
-	mu        gosync.Mutex
-	intervals map[string]time.Duration // by schedule spec
 }
 
 var (
 	connectedDesc = prometheus.NewDesc("entrasync_tenants_connected", "Tenants with a Graph connection (pulled on a schedule).", nil, nil)
 	behindDesc    = prometheus.NewDesc("entrasync_tenants_behind",
-		"Connected tenants whose last successful pull (or, before any, their connection) is older than one and a half "+
-			"of their schedule's intervals plus sync_jitter: a cycle missed.", nil, nil)
+		"Connected tenants whose pull is late, as their health says: no success since the later of their last successful "+
+			"pull and their connection's last change for longer than their schedule's interval plus 10 minutes.", nil, nil)
 	oldestDesc = prometheus.NewDesc("entrasync_oldest_successful_pull_age_seconds",
 		"Seconds since the last successful pull of the connected tenant that has gone longest without one (since its connection "+
-			"when it has had none); 0 with no tenant connected.", nil, nil)
+			"was made or changed when it has had none); 0 with no tenant connected.", nil, nil)
 	tenantAgeDesc = prometheus.NewDesc("entrasync_last_successful_pull_age_seconds",
-		"Seconds since the tenant's last successful pull (since its connection when it has had none). "+
+		"Seconds since the tenant's last successful pull (since its connection was made or changed when it has had none). "+
 			"Only with the metrics_tenant_label setting.", []string{"tenant"}, nil)
 )
 
@@ -389,13 +404,16 @@ func (f *freshness) Collect(ch chan<- prometheus.Metric) {
 	now := f.cfg.Now()
 	behind, oldest := 0, time.Duration(0)
 	for _, t := range list {
+		// Age: since the last success; before any, since the connection
+		// was made or changed, when the tenant could first be pulled.
 		since := t.LastSuccess
 		if since.IsZero() {
-			since = t.Connected
+			since = t.Changed
 		}
 		age := max(now.Sub(since), 0)
 		oldest = max(oldest, age)
-		if interval := f.interval(t.Schedule); interval > 0 && age > interval+interval/2+f.cfg.Jitter {
+		spec := cmp.Or(t.Schedule, f.cfg.DefaultSchedule)
+		if sync.PullLate(spec, later(since, t.Changed), now) {
 			behind++
 		}
 		if f.cfg.TenantLabel {
@@ -407,36 +425,11 @@ func (f *freshness) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, oldest.Seconds())
 }
 
-// interval is the longest gap between runs of a schedule spec (its
-// default when empty): an @every's interval, or the widest gap among a
-// cron spec's next runs (a weekday schedule's weekend). 0: the spec does
-// not parse (the scheduler refuses it, and logs so).
-func (f *freshness) interval(spec string) time.Duration {
-	if spec == "" {
-		spec = f.cfg.DefaultSchedule
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if d, ok := f.intervals[spec]; ok {
-		return d
-	}
-	sched, err := sync.ParseSchedule(spec)
-	if err != nil {
-		return 0
-	}
-	var widest time.Duration
-	at := sched.Next(f.cfg.Now())
-	for range 16 {
-		next := sched.Next(at)
-		if next.IsZero() {
-			break
-		}
-		widest, at = max(widest, next.Sub(at)), next
-	}
-	if len(f.intervals) < 1000 { // specs are few; the bound only guards memory
-		f.intervals[spec] = widest
-	}
-	return widest
+	return a
 }
 
 // database reports the pools' and the writer's figures at scrape time.

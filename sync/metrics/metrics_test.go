@@ -601,3 +601,20 @@ func TestStoreFailureCounted(t *testing.T) {
 		t.Fatalf("a failed read still reported %v tenants", got)
 	}
 }
+
+type recorderCounts struct{ written, dropped int64 }
+
+func (r *recorderCounts) Written() int64 { return r.written }
+func (r *recorderCounts) Dropped() int64 { return r.dropped }
+
+func TestActivityCounts(t *testing.T) {
+	e := newEnv(t, metrics.Config{NoProcess: true})
+	rec := &recorderCounts{written: 3}
+	e.m.Activity(rec)
+	e.m.Activity(rec) // a second call changes nothing
+	rec.dropped = 2
+	f := e.scrape()
+	if w, d := f.value("entrasync_activity_records_written_total"), f.value("entrasync_activity_records_dropped_total"); w != 3 || d != 2 {
+		t.Fatalf("activity written %v dropped %v", w, d)
+	}
+}

@@ -7,6 +7,7 @@
 //	POST /ops/v1/tenants/{tenant}/sync?full=true                role admin  (also confirmDeletions=true)
 //	GET  /ops/v1/tenants/{tenant}/runs[?limit=N]                role read   200 runs, newest first
 //	GET  /ops/v1/tenants/{tenant}/runs/{id}                     role read   200 one run
+//	GET  /ops/v1/tenants/{tenant}/activity[?failed&since&user&kind&limit&cursor]  role read  200 a page, newest first
 //
 // A key out of its scope is answered 403, saying what it lacks. Failed
 // attempts with unknown keys are limited per client address (429); a
@@ -94,6 +95,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(parts) == 2 && parts[1] == "runs" && r.Method == http.MethodGet:
 		if h.permit(w, r, who, parts[0], store.OpsRead, "reading runs") {
 			h.runs(w, r, parts[0])
+		}
+	case len(parts) == 2 && parts[1] == "activity" && r.Method == http.MethodGet:
+		if h.permit(w, r, who, parts[0], store.OpsRead, "reading activity") {
+			h.activity(w, r, parts[0])
 		}
 	case len(parts) == 3 && parts[1] == "runs" && r.Method == http.MethodGet:
 		if h.permit(w, r, who, parts[0], store.OpsRead, "reading runs") {
