@@ -159,9 +159,7 @@ func New(c Config) *Metrics {
 	}
 
 	if c.DB != nil {
-		failures := f.counter("entrasync_metrics_store_errors_total",
-			"Scrapes whose read of the tenants' pull freshness failed or timed out; those figures are then missing from the scrape.")
-		m.reg.MustRegister(&freshness{cfg: c, failures: failures}, &database{db: c.DB})
+		m.reg.MustRegister(&freshness{cfg: c}, &database{db: c.DB})
 	}
 	if !c.NoProcess {
 		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -366,11 +364,15 @@ const scrapeTimeout = 2 * time.Second
 // freshness reports, at scrape time, how long ago each connected tenant's
 // pull last succeeded.
 type freshness struct {
-	cfg      Config
-	failures prometheus.Counter
+	cfg Config
+	// failures is exported by Collect itself, after its read: a counter
+	// collected beside it could be read before the read failed.
+	failures atomic.Uint64
 }
 
 var (
+	storeErrorsDesc = prometheus.NewDesc("entrasync_metrics_store_errors_total",
+		"Scrapes whose read of the tenants' pull figures failed or passed 2 s; those figures are then missing from that scrape.", nil, nil)
 	connectedDesc = prometheus.NewDesc("entrasync_tenants_connected", "Tenants with a Graph connection (pulled on a schedule).", nil, nil)
 	behindDesc    = prometheus.NewDesc("entrasync_tenants_behind",
 		"Connected tenants whose pull is late, as their health says: no success since the later of their last successful "+
@@ -384,6 +386,7 @@ var (
 )
 
 func (f *freshness) Describe(ch chan<- *prometheus.Desc) {
+	ch <- storeErrorsDesc
 	ch <- connectedDesc
 	ch <- behindDesc
 	ch <- oldestDesc
@@ -397,8 +400,11 @@ func (f *freshness) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	list, err := f.cfg.DB.PullFreshness(ctx)
 	if err != nil {
-		f.failures.Inc()
+		f.failures.Add(1)
 		f.cfg.Log.Warn("metrics: reading the tenants' last successful pulls failed; the scrape goes without them", "err", err)
+	}
+	ch <- prometheus.MustNewConstMetric(storeErrorsDesc, prometheus.CounterValue, float64(f.failures.Load()))
+	if err != nil {
 		return
 	}
 	now := f.cfg.Now()
