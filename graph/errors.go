@@ -225,9 +225,11 @@ func (c *Client) fail(ctx context.Context, err error, request, permission string
 	return e
 }
 
-// noteError tells the context's Observer of a failure a call returns.
+// noteError tells the context's Observer of a failure a call returns;
+// not of a call the caller cancelled (a run that stopped, or a lookup
+// whose sibling failed first): that is no failure of Graph's.
 func noteError(ctx context.Context, e *Error) {
-	if o := observerOf(ctx); o != nil {
+	if o := observerOf(ctx); o != nil && e.Kind != KindCanceled {
 		o.GraphError(e.Kind)
 	}
 }

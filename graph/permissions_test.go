@@ -2,11 +2,14 @@ package graph_test
 
 import (
 	"errors"
+	"fmt"
 	"math/rand"
 	"net/http"
 	"slices"
 	"strings"
+	gosync "sync"
 	"testing"
+	"time"
 
 	"github.com/entrasync/entrasync/graph"
 	"github.com/entrasync/entrasync/graph/graphtest"
@@ -169,9 +172,13 @@ func TestDeletedUsers(t *testing.T) {
 	ask := append(append([]string{ids[0], ids[15], ids[20], unknown}, soft...), ids[25:]...)
 
 	srv.ResetRequests()
-	got, err := c.DeletedUsers(ctx, ask)
+	heard := &kinds{}
+	got, err := c.DeletedUsers(graph.WithObserver(ctx, heard), ask)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(heard.list) != 0 { // a 404 there is an answer: permanently deleted
+		t.Fatalf("errors heard: %v", heard.list)
 	}
 	if !slices.Equal(got, soft) {
 		t.Fatalf("DeletedUsers = %v, want %v", got, soft)
@@ -199,9 +206,26 @@ func TestDeletedUsers(t *testing.T) {
 
 	// Any answer but 404 is an error.
 	srv.FailNext(1, http.StatusInternalServerError, 0)
-	if _, err := c.DeletedUsers(ctx, soft); err == nil {
+	if _, err := c.DeletedUsers(graph.WithObserver(ctx, heard), soft); err == nil {
 		t.Fatal("a 500 was taken for an answer")
 	}
+	if fmt.Sprint(heard.list) != "[graph]" {
+		t.Fatalf("errors heard: %v, want [graph]", heard.list)
+	}
+}
+
+// kinds is a graph.Observer that keeps the failures it hears.
+type kinds struct {
+	mu   gosync.Mutex
+	list []graph.Kind
+}
+
+func (k *kinds) GraphAttempt(int, time.Duration) {}
+func (k *kinds) GraphWait(time.Duration)         {}
+func (k *kinds) GraphError(kind graph.Kind) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.list = append(k.list, kind)
 }
 
 // graphRequests are the logged requests to Graph, token requests left out.

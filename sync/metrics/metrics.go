@@ -54,7 +54,7 @@ var (
 	runModes    = []string{sync.ModeDelta, sync.ModeFull}
 	outcomes    = []string{"2xx", "3xx", "4xx", "429", "5xx", "network"}
 	errorKinds  = []graph.Kind{graph.KindPermission, graph.KindCredentials, graph.KindTokenUnavailable, graph.KindNetwork,
-		graph.KindThrottled, graph.KindResync, graph.KindGraph, graph.KindInvalid, graph.KindCanceled, graph.KindOther}
+		graph.KindThrottled, graph.KindResync, graph.KindGraph, graph.KindInvalid, graph.KindOther}
 	changeKinds = []string{"users_created", "users_updated", "users_deactivated", "users_reactivated", "users_deleted",
 		"groups_created", "groups_updated", "groups_deleted", "members_added", "members_removed"}
 )
@@ -153,7 +153,7 @@ func New(c Config) *Metrics {
 		"Waits before retrying a Graph request that was throttled (429) or unavailable (503, 504).")
 	m.graphWaited = f.counter("entrasync_graph_throttle_wait_seconds_total", "Time spent in those waits.")
 	errs := f.counterVec("entrasync_graph_errors_total",
-		"Graph calls that failed, by kind: permission, credentials, token-unavailable, network, throttled, resync, graph, invalid, canceled, other.", "kind")
+		"Graph calls that failed, by kind: permission, credentials, token-unavailable, network, throttled, resync, graph, invalid, other.", "kind")
 	for _, k := range errorKinds {
 		m.graphErrors[k] = errs.WithLabelValues(string(k))
 	}
