@@ -80,7 +80,7 @@ func testMigrationFromFirst(t *testing.T, driver, rawDSN, dsn string) {
 	if err := db.read.SelectContext(ctx, &versions, `SELECT version FROM schema_migrations ORDER BY version`); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(versions, []int{1, 2, 3, 4}) {
+	if !slices.Equal(versions, []int{1, 2, 3, 4, 6}) {
 		t.Fatalf("applied versions %v", versions)
 	}
 	tn, _, err := db.Authenticate(ctx, secret)
@@ -161,7 +161,7 @@ func TestNoMigrate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := db.Applied(); !slices.Equal(got, []string{"0002_pull.sql", "0003_secret_key_check.sql", "0004_ops_key_scope.sql"}) {
+			if got := db.Applied(); !slices.Equal(got, []string{"0002_pull.sql", "0003_secret_key_check.sql", "0004_ops_key_scope.sql", "0006_ops_read.sql"}) {
 				t.Fatalf("applied %v", got)
 			}
 			db.Close()
@@ -169,7 +169,7 @@ func TestNoMigrate(t *testing.T) {
 			if err != nil {
 				t.Fatalf("no-migrate open of a current schema: %v", err)
 			}
-			if len(db.Applied()) != 0 || db.SchemaVersion() != 4 {
+			if len(db.Applied()) != 0 || db.SchemaVersion() != 6 {
 				t.Fatalf("current schema: applied %v, version %d", db.Applied(), db.SchemaVersion())
 			}
 			db.Close()

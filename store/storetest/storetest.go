@@ -50,6 +50,7 @@ func Run(t *testing.T, open Opener) {
 		{"Runs", testRuns},
 		{"DeltaLinksAndLeases", testLinksAndLeases},
 		{"OpsKeys", testOpsKeys},
+		{"OpsReads", testOpsReads},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
