@@ -142,9 +142,21 @@ func prefixRange(prefix string) (lo, hi string) {
 // the userName and displayName columns.
 var searchPaths = []string{"emails.value", "name.givenname", "name.familyname"}
 
+// searchScanAt is the number of index entries a search's prefix must match
+// before UsersPage walks the users in id order instead of gathering the
+// matches first. Gathering costs per match (a prefix of "j" on a big
+// tenant: hundreds of thousands, seconds); walking costs per user passed
+// over, about limit × users ÷ matches, which is small exactly when
+// matches are many. Measured on SQLite with 300,000 users: gathering 20
+// matches 27 ms, 600,000 entries 2.4 s; walking to 101 matches of a broad
+// prefix 16 ms.
+var searchScanAt = 20000 // a variable for tests of both ways
+
 // UsersPage returns at most q.Limit users matching q, by id. A search is
-// answered from indexes: a range of users_user_name, users_display and
-// attrs_value each, united, then the users read by primary key.
+// answered from indexes (users_user_name, users_display, attrs_value for
+// emails and names): a narrow prefix by gathering the matching ids from
+// index ranges, a broad one by walking users in id order and testing each
+// against the same ranges (searchScanAt).
 func (db *DB) UsersPage(ctx context.Context, tenant int64, q UserQuery) ([]Resource, error) {
 	if q.Limit <= 0 || q.Limit > MaxPage {
 		return nil, Errorf(Invalid, "a page of users needs a limit from 1 to %d, not %d", MaxPage, q.Limit)
@@ -161,17 +173,30 @@ func (db *DB) UsersPage(ctx context.Context, tenant int64, q UserQuery) ([]Resou
 			args = append(args, hi)
 			return col + " >= ? AND " + col + " < ?"
 		}
+		broad, err := db.broadSearch(ctx, tenant, lo, hi)
+		if err != nil {
+			return nil, err
+		}
+		tag := UserKind.info().tag
 		var sb strings.Builder
-		sb.WriteString("r.id IN (SELECT id FROM users WHERE tenant_id = ? AND ")
-		args = append(args, tenant)
-		sb.WriteString(rng("user_name_fold"))
-		sb.WriteString(" UNION SELECT id FROM users WHERE tenant_id = ? AND ")
-		args = append(args, tenant)
-		sb.WriteString(rng("display_fold"))
-		sb.WriteString(" UNION SELECT resource_id FROM attrs WHERE tenant_id = ? AND resource = ? AND path IN (?, ?, ?) AND ")
-		args = append(args, tenant, UserKind.info().tag, searchPaths[0], searchPaths[1], searchPaths[2])
-		sb.WriteString(rng("value_fold"))
-		sb.WriteString(")")
+		if broad {
+			s1 := rng("r.user_name_fold")
+			s2 := rng("r.display_fold")
+			args = append(args, tag, searchPaths[0], searchPaths[1], searchPaths[2])
+			s3 := rng("a.value_fold")
+			sb.WriteString("((" + s1 + ") OR (" + s2 + ") OR EXISTS (SELECT 1 FROM attrs a WHERE a.tenant_id = r.tenant_id AND a.resource = ? " +
+				"AND a.resource_id = r.id AND a.path IN (?, ?, ?) AND " + s3 + "))")
+		} else {
+			args = append(args, tenant)
+			s1 := rng("user_name_fold")
+			args = append(args, tenant)
+			s2 := rng("display_fold")
+			args = append(args, tenant, tag, searchPaths[0], searchPaths[1], searchPaths[2])
+			s3 := rng("value_fold")
+			sb.WriteString("r.id IN (SELECT id FROM users WHERE tenant_id = ? AND " + s1 +
+				" UNION SELECT id FROM users WHERE tenant_id = ? AND " + s2 +
+				" UNION SELECT resource_id FROM attrs WHERE tenant_id = ? AND resource = ? AND path IN (?, ?, ?) AND " + s3 + ")")
+		}
 		where = append(where, sb.String())
 	}
 	if q.Active != nil {
@@ -191,6 +216,34 @@ func (db *DB) UsersPage(ctx context.Context, tenant int64, q UserQuery) ([]Resou
 		return nil, err
 	}
 	return resources(rows, UserKind, false)
+}
+
+func rangeArgs(lo, hi string) []any {
+	if hi == "" {
+		return []any{lo}
+	}
+	return []any{lo, hi}
+}
+
+// broadSearch reports whether the prefix [lo, hi) matches searchScanAt
+// index entries or more, counting at most that many in each index.
+func (db *DB) broadSearch(ctx context.Context, tenant int64, lo, hi string) (bool, error) {
+	cond := func(col string) string {
+		if hi == "" {
+			return col + " >= ?"
+		}
+		return col + " >= ? AND " + col + " < ?"
+	}
+	r := rangeArgs(lo, hi)
+	q := `SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM users WHERE tenant_id = ? AND ` + cond("user_name_fold") + ` LIMIT ?) a)
+		+ (SELECT COUNT(*) FROM (SELECT 1 FROM users WHERE tenant_id = ? AND ` + cond("display_fold") + ` LIMIT ?) b)
+		+ (SELECT COUNT(*) FROM (SELECT 1 FROM attrs WHERE tenant_id = ? AND resource = ? AND path IN (?, ?, ?) AND ` + cond("value_fold") + ` LIMIT ?) c)`
+	args := append(append([]any{tenant}, r...), searchScanAt)
+	args = append(append(append(args, tenant), r...), searchScanAt)
+	args = append(append(append(args, tenant, UserKind.info().tag, searchPaths[0], searchPaths[1], searchPaths[2]), r...), searchScanAt)
+	var n int
+	err := db.read.GetContext(ctx, &n, db.read.Rebind(q), args...)
+	return n >= searchScanAt, err
 }
 
 // GroupQuery selects a page of a tenant's groups, by id.
