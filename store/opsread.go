@@ -156,63 +156,82 @@ var searchScanAt = 20000 // a variable for tests of both ways
 // answered from indexes (users_user_name, users_display, attrs_value for
 // emails and names): a narrow prefix by gathering the matching ids from
 // index ranges, a broad one by walking users in id order and testing each
-// against the same ranges (searchScanAt).
+// against the same ranges (searchScanAt). A group's members are walked
+// from the memberships' primary key. SQLite plans without statistics
+// here, so the query names the table that drives it (CROSS JOIN keeps
+// SQLite's join order; PostgreSQL plans it as any join).
 func (db *DB) UsersPage(ctx context.Context, tenant int64, q UserQuery) ([]Resource, error) {
 	if q.Limit <= 0 || q.Limit > MaxPage {
 		return nil, Errorf(Invalid, "a page of users needs a limit from 1 to %d, not %d", MaxPage, q.Limit)
 	}
-	where := []string{"r.tenant_id = ?", "r.id > ?"}
-	args := []any{tenant, q.After}
+	var lo, hi string
+	broad := false
 	if q.Search != "" {
-		lo, hi := prefixRange(fold(q.Search))
-		rng := func(col string) string {
-			args = append(args, lo)
-			if hi == "" {
-				return col + " >= ?"
-			}
-			args = append(args, hi)
-			return col + " >= ? AND " + col + " < ?"
-		}
-		broad, err := db.broadSearch(ctx, tenant, lo, hi)
-		if err != nil {
+		lo, hi = prefixRange(fold(q.Search))
+		var err error
+		if broad, err = db.broadSearch(ctx, tenant, lo, hi); err != nil {
 			return nil, err
 		}
-		tag := UserKind.info().tag
-		var sb strings.Builder
-		if broad {
-			s1 := rng("r.user_name_fold")
-			s2 := rng("r.display_fold")
-			args = append(args, tag, searchPaths[0], searchPaths[1], searchPaths[2])
-			s3 := rng("a.value_fold")
-			sb.WriteString("((" + s1 + ") OR (" + s2 + ") OR EXISTS (SELECT 1 FROM attrs a WHERE a.tenant_id = r.tenant_id AND a.resource = ? " +
-				"AND a.resource_id = r.id AND a.path IN (?, ?, ?) AND " + s3 + "))")
-		} else {
-			args = append(args, tenant)
-			s1 := rng("user_name_fold")
-			args = append(args, tenant)
-			s2 := rng("display_fold")
-			args = append(args, tenant, tag, searchPaths[0], searchPaths[1], searchPaths[2])
-			s3 := rng("value_fold")
-			sb.WriteString("r.id IN (SELECT id FROM users WHERE tenant_id = ? AND " + s1 +
-				" UNION SELECT id FROM users WHERE tenant_id = ? AND " + s2 +
-				" UNION SELECT resource_id FROM attrs WHERE tenant_id = ? AND resource = ? AND path IN (?, ?, ?) AND " + s3 + ")")
+	}
+	var sb strings.Builder
+	var args []any
+	// rng is col's range for the search prefix, its values added to args.
+	rng := func(col string) string {
+		args = append(args, rangeArgs(lo, hi)...)
+		if hi == "" {
+			return col + " >= ?"
 		}
-		where = append(where, sb.String())
+		return col + " >= ? AND " + col + " < ?"
+	}
+	tag := UserKind.info().tag
+	sb.WriteString(`SELECT r.id, r.entra_id, r.version, r.created_at, r.modified_at, r.doc FROM `)
+	var order string
+	byGroup := false
+	switch {
+	case q.Search != "" && !broad:
+		args = append(args, tenant)
+		// "|| ''" keeps SQLite from reading each part in id order (a
+		// merge by the primary key, a scan of the tenant) instead of by
+		// its index range.
+		sb.WriteString("(SELECT id || '' AS id FROM users WHERE tenant_id = ? AND " + rng("user_name_fold"))
+		args = append(args, tenant)
+		sb.WriteString(" UNION SELECT id || '' FROM users WHERE tenant_id = ? AND " + rng("display_fold"))
+		args = append(args, tenant, tag, searchPaths[0], searchPaths[1], searchPaths[2])
+		sb.WriteString(" UNION SELECT resource_id || '' FROM attrs WHERE tenant_id = ? AND resource = ? AND path IN (?, ?, ?) AND " + rng("value_fold"))
+		sb.WriteString(") m CROSS JOIN users r WHERE r.tenant_id = ? AND r.id = m.id AND m.id > ?")
+		args = append(args, tenant, q.After)
+		order = "m.id"
+	case q.Group != "":
+		byGroup = true
+		sb.WriteString("memberships m CROSS JOIN users r WHERE m.tenant_id = ? AND m.group_id = ? AND m.member_id > ? AND r.tenant_id = m.tenant_id AND r.id = m.member_id")
+		args = append(args, tenant, q.Group, q.After)
+		order = "m.member_id"
+	default:
+		sb.WriteString("users r WHERE r.tenant_id = ? AND r.id > ?")
+		args = append(args, tenant, q.After)
+		order = "r.id"
+	}
+	if broad {
+		sb.WriteString(" AND ((" + rng("r.user_name_fold") + ") OR (" + rng("r.display_fold") + ") OR EXISTS (SELECT 1 FROM attrs a " +
+			"WHERE a.tenant_id = r.tenant_id AND a.resource = ? AND a.resource_id = r.id AND a.path IN (?, ?, ?) AND ")
+		args = append(args, tag, searchPaths[0], searchPaths[1], searchPaths[2])
+		sb.WriteString(rng("a.value_fold") + "))")
+	}
+	if q.Group != "" && !byGroup {
+		sb.WriteString(" AND EXISTS (SELECT 1 FROM memberships g WHERE g.tenant_id = r.tenant_id AND g.group_id = ? AND g.member_id = r.id)")
+		args = append(args, q.Group)
 	}
 	if q.Active != nil {
-		where, args = append(where, "r.active = ?"), append(args, *q.Active)
-	}
-	if q.Group != "" {
-		where = append(where, "r.id IN (SELECT member_id FROM memberships WHERE tenant_id = ? AND group_id = ? AND member_id > ?)")
-		args = append(args, tenant, q.Group, q.After)
+		sb.WriteString(" AND r.active = ?")
+		args = append(args, *q.Active)
 	}
 	if !q.ChangedSince.IsZero() {
-		where, args = append(where, "r.modified_at >= ?"), append(args, formatTime(q.ChangedSince))
+		sb.WriteString(" AND r.modified_at >= ?")
+		args = append(args, formatTime(q.ChangedSince))
 	}
+	sb.WriteString(" ORDER BY " + order + " LIMIT ?")
 	var rows []resourceRow
-	err := db.read.SelectContext(ctx, &rows, db.read.Rebind(`SELECT r.id, r.entra_id, r.version, r.created_at, r.modified_at, r.doc FROM users r WHERE `+
-		strings.Join(where, " AND ")+` ORDER BY r.id LIMIT ?`), append(args, q.Limit)...)
-	if err != nil {
+	if err := db.read.SelectContext(ctx, &rows, db.read.Rebind(sb.String()), append(args, q.Limit)...); err != nil {
 		return nil, err
 	}
 	return resources(rows, UserKind, false)
