@@ -50,6 +50,8 @@ type Config struct {
 	SyncJitter   time.Duration // sync_jitter: largest random delay before a scheduled pull
 	RunLockTTL   time.Duration // run_lock_ttl: how long a tenant's run lock outlives a node that died holding it
 
+	ActivityRetention time.Duration // activity_retention: how long provisioning activity records are kept
+
 	TLSCert    string        // tls_cert: PEM certificate chain file; with tls_key, serve HTTPS
 	TLSKey     string        // tls_key: PEM private key file of tls_cert
 	WriteWait  time.Duration // write_wait: longest wait for the database writer before a write answers 503
@@ -249,6 +251,14 @@ var settings = []setting{
 		c.RunLockTTL = d
 		return nil
 	}, func(c *Config) string { return c.RunLockTTL.String() }},
+	{"activity_retention", "how long provisioning activity (each SCIM request, each change a pull made) is kept, e.g. 30d or 72h", func(c *Config, v string) error {
+		d, err := parseDays(v)
+		if err != nil || d < time.Hour || d > 3660*24*time.Hour {
+			return fmt.Errorf("want a duration from 1h to 3660d, such as 30d or 72h")
+		}
+		c.ActivityRetention = d
+		return nil
+	}, func(c *Config) string { return formatDays(c.ActivityRetention) }},
 	{"tls_cert", "PEM certificate (chain) file: with tls_key, serve HTTPS; re-read when it changes", func(c *Config, v string) error {
 		c.TLSCert = v
 		return nil
@@ -328,6 +338,8 @@ func Default() Config {
 		SyncWorkers:  4,
 		SyncJitter:   2 * time.Minute,
 		RunLockTTL:   45 * time.Second,
+
+		ActivityRetention: 30 * 24 * time.Hour,
 
 		MaxValues:       schema.DefaultMaxValues,
 		MaxValueLength:  schema.DefaultMaxValueLength,
@@ -678,4 +690,24 @@ func formatSize(n int64) string {
 		return strconv.FormatInt(n>>10, 10) + "KiB"
 	}
 	return strconv.FormatInt(n, 10)
+}
+
+// parseDays is time.ParseDuration that also takes whole days, "30d".
+func parseDays(v string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("not a number of days: %q", v)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(v)
+}
+
+// formatDays writes whole days as "30d", other durations as Go does.
+func formatDays(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+	}
+	return d.String()
 }

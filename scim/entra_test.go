@@ -11,7 +11,9 @@ import (
 // TestEntraDefault replays what Microsoft Entra ID sends by default
 // (../shared/idp/entra.md), checking each answer and the stored state.
 func TestEntraDefault(t *testing.T) {
-	e := newEnv(t)
+	logged, checkNoSecrets := noSecrets(t)
+	e := newEnv(t, logged)
+	defer checkNoSecrets(e)
 	c := e.tenant("contoso")
 
 	// Test Connection: a filter on a random userName, encoded and as the
@@ -195,7 +197,9 @@ func TestEntraDefault(t *testing.T) {
 
 // TestEntraFlagMode replays the aadOptscim062020 forms.
 func TestEntraFlagMode(t *testing.T) {
-	e := newEnv(t)
+	logged, checkNoSecrets := noSecrets(t)
+	e := newEnv(t, logged)
+	defer checkNoSecrets(e)
 	c := e.tenant("contoso")
 	id := str(c.do("POST", "/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
 	  "userName":"ada@contoso.com","active":true,"displayName":"Ada","name":{"givenName":"Ada","familyName":"Lovelace"},

@@ -22,9 +22,10 @@ import (
 // env is a running SCIM server on a fresh store: SQLite, or with
 // ENTRASYNC_TEST_STORE=postgres a schema of the test PostgreSQL.
 type env struct {
-	t   *testing.T
-	db  *store.DB
-	srv *httptest.Server
+	t       *testing.T
+	db      *store.DB
+	srv     *httptest.Server
+	secrets []string // every Secret Token issued here
 }
 
 func newEnv(t *testing.T, opts ...func(*scim.Config)) *env {
@@ -66,6 +67,7 @@ func (e *env) tenant(name string) *client {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.secrets = append(e.secrets, secret)
 	return &client{t: e.t, env: e, tenant: tn, token: secret, base: e.srv.URL + "/scim/v2"}
 }
 

@@ -13,7 +13,9 @@ import (
 
 // TestOkta replays what Okta sends (../shared/idp/okta.md).
 func TestOkta(t *testing.T) {
-	e := newEnv(t)
+	logged, checkNoSecrets := noSecrets(t, "1mz050nq")
+	e := newEnv(t, logged)
+	defer checkNoSecrets(e)
 	c := e.tenant("okta-customer")
 
 	// Existence check before create.

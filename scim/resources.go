@@ -24,6 +24,10 @@ const (
 )
 
 func (s *Server) resource(w http.ResponseWriter, r *http.Request, ep *endpoint, id string) {
+	if id != "" && id != ".search" {
+		n := noteOf(r.Context())
+		n.resourceType, n.resourceID = string(ep.kind), id
+	}
 	var err error
 	switch {
 	case id == "" && isGet(r):
@@ -119,9 +123,11 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ep *endpoint) er
 		cs = append(cs, sync.Change{Op: sync.AddMembers, ID: res.ID, Members: members})
 	}
 	t := tenantOf(r.Context())
-	if _, err := sync.Apply(r.Context(), s.db, t.ID, cs); err != nil {
+	_, effects, err := sync.ApplyTold(r.Context(), s.db, t.ID, cs)
+	if err != nil {
 		return err
 	}
+	told(r, ep, res.ID, effects)
 	w.Header().Set("Location", s.location(ep, res.ID))
 	// A resource just created is in no group yet: nothing to look up.
 	return s.answer(w, r, ep, *res, http.StatusCreated, projection{}, nil)
@@ -190,6 +196,7 @@ func (s *Server) getOne(w http.ResponseWriter, r *http.Request, ep *endpoint, id
 	if err != nil {
 		return err
 	}
+	read(r, ep, res)
 	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == etag(res.Version) {
 		w.Header().Set("ETag", inm)
 		w.WriteHeader(http.StatusNotModified)
@@ -286,6 +293,7 @@ func (s *Server) runList(w http.ResponseWriter, r *http.Request, ep *endpoint, f
 	if err != nil {
 		return filterError(err)
 	}
+	listed(r, ep, q.Filter != nil, len(page.Resources), page.Total)
 	related := s.groupsValues(page.Groups)
 	head := listHead{Schemas: []string{schema.ListResponseURN}, TotalResults: page.Total, StartIndex: start, ItemsPerPage: len(page.Resources)}
 	if s.streamsMembers(ep, p) {
@@ -392,7 +400,8 @@ func (s *Server) replace(w http.ResponseWriter, r *http.Request, ep *endpoint, i
 		if membersGiven {
 			cs = append(cs, sync.Change{Op: sync.SetMembers, ID: id, Members: members})
 		}
-		_, err = sync.Apply(r.Context(), s.db, t.ID, cs)
+		_, effects, err := sync.ApplyTold(r.Context(), s.db, t.ID, cs)
+		told(r, ep, id, effects)
 		return err
 	})
 	if err != nil {
@@ -489,7 +498,8 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, ep *endpoint, id 
 			op := map[string]sync.Op{"add": sync.AddMembers, "remove": sync.RemoveMembers, "set": sync.SetMembers}[m.Kind]
 			cs = append(cs, sync.Change{Op: op, ID: id, Members: m.IDs})
 		}
-		_, err = sync.Apply(r.Context(), s.db, t.ID, cs)
+		_, effects, err := sync.ApplyTold(r.Context(), s.db, t.ID, cs)
+		told(r, ep, id, effects)
 		return err
 	})
 	if err != nil {
@@ -519,9 +529,11 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ep *endpoint, id
 			cs[0].IfVersion = cur.Version
 		}
 	}
-	if _, err := sync.Apply(r.Context(), s.db, t.ID, cs); err != nil {
+	_, effects, err := sync.ApplyTold(r.Context(), s.db, t.ID, cs)
+	if err != nil {
 		return err
 	}
+	told(r, ep, id, effects)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/entrasync/entrasync/scim/ratelimit"
 	"github.com/entrasync/entrasync/scim/schema"
 	"github.com/entrasync/entrasync/store"
+	"github.com/entrasync/entrasync/sync"
 )
 
 // Config configures a Server.
@@ -46,6 +47,8 @@ type Config struct {
 	// peer is the client.
 	TrustedProxies []netip.Prefix
 	Log            *slog.Logger
+	// Activity records what each request did, for ops (nil: nothing).
+	Activity *sync.Recorder
 }
 
 // Server serves the SCIM API.
@@ -60,6 +63,7 @@ type Server struct {
 	proxies   []netip.Prefix
 	members   memberPager   // the store; a test may count what is asked of it
 	writing   resourceLocks // PUTs and PATCHes of one resource queue here
+	activity  *sync.Recorder
 }
 
 // memberPager reads a group's members a page at a time (store.DB).
@@ -80,7 +84,7 @@ const DefaultBodyLimit = 1 << 20
 // New returns a Server.
 func New(c Config) *Server {
 	s := &Server{db: c.DB, base: strings.TrimRight(c.PublicURL, "/") + "/scim/v2", bodyLimit: c.BodyLimit, log: c.Log,
-		proxies: c.TrustedProxies, members: c.DB}
+		proxies: c.TrustedProxies, members: c.DB, activity: c.Activity}
 	if s.bodyLimit <= 0 {
 		s.bodyLimit = DefaultBodyLimit
 	}
@@ -130,10 +134,13 @@ func tenantOf(ctx context.Context) store.Tenant {
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	note := &requestNote{id: requestID(r)}
+	w.Header().Set("X-Request-Id", note.id)
+	r = r.WithContext(context.WithValue(r.Context(), noteKey{}, note))
 	rest, ok := stripBase(r.URL.Path)
 	client := ratelimit.ClientAddr(r, s.proxies)
 	endpoint, tokenID := "", noToken
-	defer func() { s.logRequest(r, rec, start, endpoint, client, tokenID) }()
+	defer func() { s.logRequest(r, rec, start, endpoint, client, tokenID, note) }()
 	if !ok {
 		s.writeError(rec, r, errorf(http.StatusNotFound, "", "no such endpoint; the SCIM base URL ends in "+BasePath))
 		return
@@ -188,11 +195,13 @@ const (
 	unknownToken = "unknown" // a token was sent that is no valid token's
 )
 
-// logRequest writes the request's log line. Only the endpoint's name: ids
-// and filters stay out of logs. A refusal (401, 403, 429) is a warning, so
-// the client and token behind it can be found; a client that went away is
-// status 499 (nothing was answered), not an error.
-func (s *Server) logRequest(r *http.Request, rec *statusRecorder, start time.Time, endpoint, client, tokenID string) {
+// logRequest writes the request's log line and queues its activity record.
+// Only the endpoint's name: ids and filters stay out of logs. A refusal
+// (401, 403, 429) is a warning, so the client and token behind it can be
+// found; a client that went away is status 499 (nothing was answered), not
+// an error.
+func (s *Server) logRequest(r *http.Request, rec *statusRecorder, start time.Time, endpoint, client, tokenID string, note *requestNote) {
+	elapsed := time.Since(start)
 	level, status := slog.LevelInfo, rec.status
 	switch {
 	case rec.clientGone:
@@ -200,12 +209,25 @@ func (s *Server) logRequest(r *http.Request, rec *statusRecorder, start time.Tim
 	case status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusTooManyRequests:
 		level = slog.LevelWarn
 	}
-	attrs := []any{"method", r.Method, "endpoint", endpoint, "status", status, "tenant", tenantOf(r.Context()).Name,
-		"client", client, "token_id", tokenID, "ms", time.Since(start).Milliseconds()}
+	provider, method := Provider(r), knownMethod(r.Method)
+	attrs := []any{"method", method, "endpoint", endpoint, "status", status, "tenant", tenantOf(r.Context()).Name,
+		"client", client, "token_id", tokenID, "idp", provider, "request_id", note.id, "ms", elapsed.Milliseconds()}
 	if rec.aborted {
 		attrs = append(attrs, "aborted", true)
 	}
 	s.log.Log(r.Context(), level, "scim", attrs...)
+	s.record(r, note, method, endpoint, status, elapsed, tokenID, provider)
+}
+
+// knownMethod is r.Method when it is one SCIM uses, else "other": the
+// method is the client's text, and logs, records and metrics name only
+// what they know.
+func knownMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return m
+	}
+	return "other"
 }
 
 // statusClientGone is the status logged for a client that closed its

@@ -80,8 +80,16 @@ func testMigrationFromFirst(t *testing.T, driver, rawDSN, dsn string) {
 	if err := db.read.SelectContext(ctx, &versions, `SELECT version FROM schema_migrations ORDER BY version`); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(versions, []int{1, 2, 3, 4, 6}) {
-		t.Fatalf("applied versions %v", versions)
+	all, err := db.migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []int
+	for _, m := range all {
+		want = append(want, m.version)
+	}
+	if !slices.Equal(versions, want) {
+		t.Fatalf("applied versions %v, want %v", versions, want)
 	}
 	tn, _, err := db.Authenticate(ctx, secret)
 	if err != nil || tn.Name != "acme" || tn.ID != tenant {
@@ -161,15 +169,23 @@ func TestNoMigrate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := db.Applied(); !slices.Equal(got, []string{"0002_pull.sql", "0003_secret_key_check.sql", "0004_ops_key_scope.sql", "0006_ops_read.sql"}) {
-				t.Fatalf("applied %v", got)
+			all, err := db.migrations()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for _, m := range all[1:] {
+				want = append(want, m.name)
+			}
+			if got := db.Applied(); !slices.Equal(got, want) {
+				t.Fatalf("applied %v, want %v", got, want)
 			}
 			db.Close()
 			db, err = OpenWith(ctx, dsn, Options{NoMigrate: true})
 			if err != nil {
 				t.Fatalf("no-migrate open of a current schema: %v", err)
 			}
-			if len(db.Applied()) != 0 || db.SchemaVersion() != 6 {
+			if len(db.Applied()) != 0 || db.SchemaVersion() != all[len(all)-1].version {
 				t.Fatalf("current schema: applied %v, version %d", db.Applied(), db.SchemaVersion())
 			}
 			db.Close()

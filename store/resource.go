@@ -149,6 +149,21 @@ func (k Kind) info() kindInfo {
 
 func fold(s string) string { return strings.ToLower(s) }
 
+// Subject returns the name activity records call a stored resource by: a
+// user's userName, a group's displayName; "" when there is none.
+func (tx *Tx) Subject(tenant int64, kind Kind, id string) (string, error) {
+	col := "display_name"
+	if kind == UserKind {
+		col = "user_name"
+	}
+	var names []string
+	err := tx.selectRows(&names, `SELECT `+col+` FROM `+kind.info().table+` WHERE tenant_id = ? AND id = ?`, tenant, id)
+	if err != nil || len(names) == 0 {
+		return "", err
+	}
+	return names[0], nil
+}
+
 func nullable(v any) any {
 	if s, ok := v.(string); ok && s != "" {
 		return s
@@ -398,7 +413,8 @@ func (tx *Tx) checkEntraIDs(tenant int64, rs []*Resource) error {
 // columns, without decoding the stored document.
 type Prior struct {
 	Version int64
-	Active  bool // a user's active flag; true for a group
+	Active  bool   // a user's active flag; true for a group
+	Doc     string // the stored document's JSON, to tell what changed
 }
 
 // Update replaces a stored resource's document (and Entra id). With
@@ -427,7 +443,7 @@ func (tx *Tx) Update(tenant int64, r *Resource, ifVersion int64) (prior Prior, c
 	if err != nil {
 		return Prior{}, false, err
 	}
-	prior = Prior{Version: cur.Version, Active: cur.Active}
+	prior = Prior{Version: cur.Version, Active: cur.Active, Doc: cur.Doc}
 	if ifVersion > 0 && cur.Version != ifVersion {
 		return prior, false, Errorf(Precondition, "%s %q was modified (version %d, expected %d)", r.Kind, r.ID, cur.Version, ifVersion)
 	}

@@ -148,8 +148,13 @@ func (db *DB) Run(ctx context.Context, tenant string, id int64) (Run, error) {
 
 // RunningRun returns the tenant's run marked running, if any.
 func (db *DB) RunningRun(ctx context.Context, tenant string) (Run, bool, error) {
+	return db.LastRun(ctx, tenant, RunRunning)
+}
+
+// LastRun returns the tenant's newest run with status, if any.
+func (db *DB) LastRun(ctx context.Context, tenant string, status string) (Run, bool, error) {
 	var r runRow
-	err := db.read.GetContext(ctx, &r, db.read.Rebind(runSelect+` WHERE t.name = ? AND r.status = ? ORDER BY r.id DESC LIMIT 1`), tenant, RunRunning)
+	err := db.read.GetContext(ctx, &r, db.read.Rebind(runSelect+` WHERE t.name = ? AND r.status = ? ORDER BY r.id DESC LIMIT 1`), tenant, status)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Run{}, false, nil
 	}

@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/entrasync/entrasync/store"
 )
@@ -15,26 +16,8 @@ import (
 // Documents are encoded before the transaction begins, so the one writer is
 // held only to check versions and write.
 func Apply(ctx context.Context, db *store.DB, tenant int64, cs ChangeSet) (Counts, error) {
-	if len(cs) == 0 {
-		return Counts{}, nil
-	}
-	for i := range cs {
-		if r := cs[i].Resource; r != nil && (cs[i].Op == Create || cs[i].Op == Update) {
-			if err := r.Prepare(); err != nil {
-				return Counts{}, err
-			}
-		}
-	}
-	var counts Counts
-	err := db.Write(ctx, func(tx *store.Tx) error {
-		var err error
-		counts, err = ApplyTx(tx, tenant, cs)
-		return err
-	})
-	if err != nil {
-		return Counts{}, err
-	}
-	return counts, nil
+	counts, _, err := apply(ctx, db, tenant, cs, false)
+	return counts, err
 }
 
 // duringApply, when set, runs inside the transaction after each change is
@@ -43,19 +26,70 @@ var duringApply func(cs ChangeSet, written int)
 
 // ApplyTx is Apply inside a transaction the caller owns.
 func ApplyTx(tx *store.Tx, tenant int64, cs ChangeSet) (Counts, error) {
-	return applyTx(tx, tenant, cs, map[string]*store.Resource{})
+	return applyTx(tx, tenant, cs, map[string]*store.Resource{}, nil)
+}
+
+// ApplyTold is Apply that also tells what each change did (its Effect),
+// for the activity record of a SCIM request. Changes that changed nothing
+// have no effect listed.
+func ApplyTold(ctx context.Context, db *store.DB, tenant int64, cs ChangeSet) (Counts, []Effect, error) {
+	return apply(ctx, db, tenant, cs, true)
+}
+
+func apply(ctx context.Context, db *store.DB, tenant int64, cs ChangeSet, tell bool) (Counts, []Effect, error) {
+	if len(cs) == 0 {
+		return Counts{}, nil, nil
+	}
+	if err := prepare(cs); err != nil {
+		return Counts{}, nil, err
+	}
+	var counts Counts
+	var effects []Effect
+	err := db.Write(ctx, func(tx *store.Tx) error {
+		var collect *[]Effect
+		if tell {
+			effects = effects[:0]
+			collect = &effects
+		}
+		var err error
+		counts, err = applyTx(tx, tenant, cs, map[string]*store.Resource{}, collect)
+		return err
+	})
+	if err != nil {
+		return Counts{}, nil, err
+	}
+	return counts, effects, nil
+}
+
+// prepare encodes the documents cs creates or updates, before the writer
+// is taken.
+func prepare(cs ChangeSet) error {
+	for i := range cs {
+		if r := cs[i].Resource; r != nil && (cs[i].Op == Create || cs[i].Op == Update) {
+			if err := r.Prepare(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // applyTx applies cs in tx. groups holds the groups created or updated so
 // far (by earlier slices too): membership changes bump a group's version,
-// and their Resource must end with the version a GET gives.
-func applyTx(tx *store.Tx, tenant int64, cs ChangeSet, groups map[string]*store.Resource) (Counts, error) {
+// and their Resource must end with the version a GET gives. effects, when
+// not nil, collects what each change did.
+func applyTx(tx *store.Tx, tenant int64, cs ChangeSet, groups map[string]*store.Resource, effects *[]Effect) (Counts, error) {
 	var c Counts
 	touched := map[string]bool{}
 	for i := 0; i < len(cs); i++ {
 		if n := creates(cs[i:]); n > 1 {
 			if err := insertAll(tx, tenant, cs[i:i+n], &c, groups); err != nil {
 				return Counts{}, err
+			}
+			if effects != nil {
+				for _, ch := range cs[i : i+n] {
+					*effects = append(*effects, createdEffect(ch.Resource))
+				}
 			}
 			if duringApply != nil {
 				duringApply(cs, i+n)
@@ -65,8 +99,21 @@ func applyTx(tx *store.Tx, tenant int64, cs ChangeSet, groups map[string]*store.
 		}
 		ch := &cs[i]
 		before := c.MembersAdded + c.MembersRemoved
-		if err := applyOne(tx, tenant, ch, &c); err != nil {
+		var e *Effect
+		if effects != nil {
+			var err error
+			if e, err = startEffect(tx, tenant, ch); err != nil {
+				return Counts{}, err
+			}
+		}
+		prior := c
+		if err := applyOne(tx, tenant, ch, &c, e); err != nil {
 			return Counts{}, err
+		}
+		if e != nil {
+			if e.Counts = c.minus(prior); e.Counts.Total() > 0 {
+				*effects = append(*effects, *e)
+			}
 		}
 		if duringApply != nil {
 			duringApply(cs, i+1)
@@ -118,7 +165,55 @@ func insertAll(tx *store.Tx, tenant int64, cs ChangeSet, c *Counts, groups map[s
 	return nil
 }
 
-func applyOne(tx *store.Tx, tenant int64, ch *Change, c *Counts) error {
+// createdEffect is the effect of creating r.
+func createdEffect(r *store.Resource) Effect {
+	e := Effect{Kind: r.Kind, ID: r.ID, Subject: subjectOf(r)}
+	if r.Kind == store.UserKind {
+		e.Counts.UsersCreated = 1
+	} else {
+		e.Counts.GroupsCreated = 1
+	}
+	return e
+}
+
+func subjectOf(r *store.Resource) string {
+	if r.Kind == store.UserKind {
+		return r.Str("userName")
+	}
+	return r.Str("displayName")
+}
+
+// startEffect names the resource ch is about before it is applied: a
+// deleted resource cannot be named after.
+func startEffect(tx *store.Tx, tenant int64, ch *Change) (*Effect, error) {
+	if r := ch.Resource; r != nil {
+		return &Effect{Kind: r.Kind, ID: r.ID, Subject: subjectOf(r)}, nil
+	}
+	e := &Effect{Kind: store.GroupKind, ID: ch.ID}
+	switch ch.Op {
+	case Delete:
+		e.Kind = ch.Kind
+	case LeaveGroups:
+		e.Kind = store.UserKind
+	case MarkSeen:
+		return nil, nil // counts nothing
+	}
+	var err error
+	e.Subject, err = tx.Subject(tenant, e.Kind, e.ID)
+	return e, err
+}
+
+// minus is what c counts beyond o.
+func (c Counts) minus(o Counts) Counts {
+	return Counts{UsersCreated: c.UsersCreated - o.UsersCreated, UsersUpdated: c.UsersUpdated - o.UsersUpdated,
+		UsersDeactivated: c.UsersDeactivated - o.UsersDeactivated, UsersReactivated: c.UsersReactivated - o.UsersReactivated,
+		UsersDeleted: c.UsersDeleted - o.UsersDeleted, GroupsCreated: c.GroupsCreated - o.GroupsCreated,
+		GroupsUpdated: c.GroupsUpdated - o.GroupsUpdated, GroupsDeleted: c.GroupsDeleted - o.GroupsDeleted,
+		MembersAdded: c.MembersAdded - o.MembersAdded, MembersRemoved: c.MembersRemoved - o.MembersRemoved}
+}
+
+// applyOne applies ch; e, when not nil, learns what an update changed.
+func applyOne(tx *store.Tx, tenant int64, ch *Change, c *Counts, e *Effect) error {
 	switch ch.Op {
 	case Create:
 		if err := tx.Insert(tenant, ch.Resource); err != nil {
@@ -134,6 +229,9 @@ func applyOne(tx *store.Tx, tenant int64, ch *Change, c *Counts) error {
 		prev, changed, err := tx.Update(tenant, r, ch.IfVersion)
 		if err != nil || !changed {
 			return err
+		}
+		if e != nil {
+			e.Changed, e.Renamed = changedAttributes(prev.Doc, r.Doc)
 		}
 		switch {
 		case r.Kind == store.GroupKind:
@@ -292,17 +390,14 @@ func sliceChanges(cs ChangeSet, bound int) []ChangeSet {
 // (sliceChanges); a change set under the bound is one transaction. A failure
 // leaves the slices before it committed: it returns their counts and how
 // many they are. Applying the same changes again (or a re-diff of the same
-// page) finds those done and applies the rest. inTx, when set, runs in
-// each slice's transaction after its changes; an error from it rolls the
-// slice back.
-func applySlices(ctx context.Context, db *store.DB, tenant int64, cs ChangeSet, bound int,
+// page) finds those done and applies the rest. Each slice records what it
+// changed as pull activity of run, in its own transaction: a slice
+// replayed records nothing. inTx, when set, runs in each slice's
+// transaction after its changes; an error from it rolls the slice back.
+func applySlices(ctx context.Context, db *store.DB, tenant, run int64, cs ChangeSet, bound int,
 	inTx func(slice ChangeSet) error) (Counts, int, error) {
-	for i := range cs {
-		if r := cs[i].Resource; r != nil && (cs[i].Op == Create || cs[i].Op == Update) {
-			if err := r.Prepare(); err != nil {
-				return Counts{}, 0, err
-			}
-		}
+	if err := prepare(cs); err != nil {
+		return Counts{}, 0, err
 	}
 	var total Counts
 	groups := map[string]*store.Resource{}
@@ -312,7 +407,11 @@ func applySlices(ctx context.Context, db *store.DB, tenant int64, cs ChangeSet, 
 		// Alone: a SCIM write queued behind one slice commits before the next.
 		err := db.WriteAlone(ctx, func(tx *store.Tx) error {
 			var err error
-			if counts, err = applyTx(tx, tenant, slice, groups); err != nil {
+			var effects []Effect
+			if counts, err = applyTx(tx, tenant, slice, groups, &effects); err != nil {
+				return err
+			}
+			if err := tx.RecordActivity(pullActivity(tenant, run, tx.Now(), effects)); err != nil {
 				return err
 			}
 			if inTx != nil {
@@ -326,4 +425,14 @@ func applySlices(ctx context.Context, db *store.DB, tenant int64, cs ChangeSet, 
 		total.Add(counts)
 	}
 	return total, len(slices), nil
+}
+
+// pullActivity is the activity record of each change a pull made.
+func pullActivity(tenant, run int64, at time.Time, effects []Effect) []store.Activity {
+	out := make([]store.Activity, len(effects))
+	for i, e := range effects {
+		out[i] = store.Activity{TenantID: tenant, At: at, Channel: store.ChannelPull, Provider: "graph", RunID: run,
+			ResourceType: string(e.Kind), ResourceID: e.ID, Subject: e.Subject, Summary: e.Words()}
+	}
+	return out
 }

@@ -711,7 +711,7 @@ func (r *runner) applyChanges(ctx context.Context, cs ChangeSet) (Counts, int, e
 	if r.w.inSlice != nil {
 		inTx = func(slice ChangeSet) error { return r.w.inSlice(r.t.ID, slice) }
 	}
-	return applySlices(ctx, r.w.DB, r.t.ID, cs, cmp.Or(r.w.sliceRows, sliceRows), inTx)
+	return applySlices(ctx, r.w.DB, r.t.ID, r.run.ID, cs, cmp.Or(r.w.sliceRows, sliceRows), inTx)
 }
 
 func (r *runner) propose(d Deprovision) {

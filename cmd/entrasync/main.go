@@ -78,7 +78,7 @@ var commands = []*command{
 	serveCmd, demoCmd,
 	tenantCreateCmd, tenantListCmd, tenantShowCmd, tenantGraphCmd, tenantDeleteCmd,
 	tokenCreateCmd, tokenListCmd, tokenRevokeCmd,
-	syncCmd, runsCmd, statusCmd, usersCmd, rekeyCmd, migrateCmd,
+	syncCmd, runsCmd, activityCmd, statusCmd, usersCmd, rekeyCmd, migrateCmd,
 	opskeyCreateCmd, opskeyListCmd, opskeyRevokeCmd,
 	completionCmd, versionCmd,
 }

@@ -63,7 +63,7 @@ func status(e *env, inv *invocation) error {
 	}
 	out := make([]opsapi.TenantStatus, 0, len(ts))
 	for _, t := range ts {
-		s, err := opsapi.Status(e.ctx, db, t, time.Now())
+		s, err := opsapi.Status(e.ctx, db, t, time.Now(), inv.cfg.SyncSchedule)
 		if err != nil {
 			return err
 		}

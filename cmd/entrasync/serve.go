@@ -99,8 +99,10 @@ func listen(cfg config.Config) (net.Listener, error) {
 // until the context ends; then it shuts down cleanly.
 func (svc *service) run(e *env, sched *sync.Scheduler) error {
 	cfg, db, log, ln, public, w := svc.cfg, svc.db, svc.log, svc.ln, svc.public, svc.worker
+	activity := sync.NewRecorder(db, sync.RecorderConfig{Retention: cfg.ActivityRetention, Log: log})
+	defer activity.Close() // after the server's shutdown: the last requests' records are written
 	srv := scim.New(scim.Config{DB: db, PublicURL: public, BodyLimit: cfg.BodyLimit, RateLimit: cfg.RateLimit,
-		TrustedProxies: cfg.TrustedProxies, Log: log, Limits: cfg.ScimLimits()})
+		TrustedProxies: cfg.TrustedProxies, Log: log, Limits: cfg.ScimLimits(), Activity: activity})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -113,7 +115,7 @@ func (svc *service) run(e *env, sched *sync.Scheduler) error {
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	})
 	mux.HandleFunc("GET /readyz", readyz(dependencies(db, w), log))
-	mux.Handle("/ops/", &opsapi.Handler{Worker: w, Log: log, TrustedProxies: cfg.TrustedProxies})
+	mux.Handle("/ops/", &opsapi.Handler{Worker: w, Log: log, TrustedProxies: cfg.TrustedProxies, DefaultSchedule: cfg.SyncSchedule})
 	mux.Handle("/", srv.Handler())
 	httpSrv := &http.Server{
 		Handler:           srv.Front(mux), // /scim paths as sent: the mux would redirect uncleaned ones

@@ -133,7 +133,7 @@ func testOpsReads(t *testing.T, db *store.DB) {
 	}
 	for _, tc := range []struct {
 		id   string
-		want store.Channel
+		want string
 	}{{pulled.ID, store.ChannelPull}, {pushed.ID, store.ChannelPush}, {people[0].ID, store.ChannelPush}} {
 		if got, err := db.ManagedBy(ctx, acme.ID, tc.id); err != nil || got != tc.want {
 			t.Errorf("user %s managed by %q %v, want %q", tc.id, got, err, tc.want)
@@ -144,7 +144,7 @@ func testOpsReads(t *testing.T, db *store.DB) {
 	if err := db.Write(pushCtx, func(tx *store.Tx) error { _, _, err := tx.Update(acme.ID, both, 0); return err }); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := db.ManagedBy(ctx, acme.ID, pulled.ID); err != nil || got != store.ChannelBoth {
+	if got, err := db.ManagedBy(ctx, acme.ID, pulled.ID); err != nil || got != store.ManagedByBoth {
 		t.Errorf("pulled then pushed: %q %v", got, err)
 	}
 	if _, err := db.ManagedBy(ctx, other.ID, pulled.ID); store.ErrorCode(err) != store.NotFound {

@@ -218,8 +218,15 @@ func schemas() map[string]any {
 		"Document":     map[string]any{"type": "object", "description": "An OpenAPI 3.1 document."},
 		"Counts": object([]string{"users", "activeUsers", "groups"}, map[string]any{
 			"users": integer(), "activeUsers": integer(), "groups": integer()}),
-		"Health": object([]string{"status"}, map[string]any{
-			"status": str(), "problems": array(str())}),
+		"Health": object([]string{"status", "push"}, map[string]any{
+			"status":   enum("ok", "warning", "failing", "idle"),
+			"problems": map[string]any{"type": "array", "items": str(), "description": "What is wrong, in words."},
+			"push": object([]string{"lastRequest", "lastSuccess", "cycleRequests", "cycleFailed", "errorRate"}, map[string]any{
+				"lastRequest": orNull(dateTime()), "lastSuccess": orNull(dateTime()), "cycleRequests": integer(), "cycleFailed": integer(),
+				"errorRate": map[string]any{"type": "number", "description": "Failed share of the requests over the last push cycle (40 minutes)."}}),
+			"pull": map[string]any{"description": "Absent when the tenant has no Graph connection.", "allOf": []any{
+				object([]string{"schedule", "interval", "lastRun", "lastSuccess"}, map[string]any{
+					"schedule": str(), "interval": str(), "lastRun": orNull(ref("Run")), "lastSuccess": orNull(dateTime()), "lastStatus": str()})}}}),
 		"Tenant": object([]string{"name", "createdAt", "counts", "lastPush", "lastPull", "health"}, map[string]any{
 			"name": str(), "createdAt": dateTime(), "counts": ref("Counts"),
 			"lastPush": orNull(ref("Activity")), "lastPull": orNull(ref("Run")), "health": ref("Health")}),

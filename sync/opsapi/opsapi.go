@@ -38,6 +38,9 @@ type Handler struct {
 	TrustedProxies []netip.Prefix
 	// Now is the clock health is judged by; nil is time.Now.
 	Now func() time.Time
+	// DefaultSchedule is the pull schedule of a Graph connection that sets
+	// none (the sync_schedule setting), which health judges a pull by.
+	DefaultSchedule string
 
 	once     gosync.Once
 	failures *ratelimit.Limiter[string] // failed attempts per client address

@@ -77,14 +77,15 @@ type TenantStatus struct {
 	Health    sync.Health        `json:"health"`
 }
 
-// Status reads a tenant's status.
-func Status(ctx context.Context, db *store.DB, t store.Tenant, now time.Time) (TenantStatus, error) {
+// Status reads a tenant's status; defaultSchedule is the pull schedule of
+// a connection that sets none (the sync_schedule setting).
+func Status(ctx context.Context, db *store.DB, t store.Tenant, now time.Time, defaultSchedule string) (TenantStatus, error) {
 	s := TenantStatus{Name: t.Name, CreatedAt: t.CreatedAt}
 	var err error
 	if s.Counts, err = db.Counts(ctx, t.ID); err != nil {
 		return s, err
 	}
-	push, err := db.Activity(ctx, t.ID, store.ActivityQuery{Channel: "push", Limit: 1})
+	push, err := db.Activity(ctx, t.ID, store.ActivityQuery{Channel: store.ChannelPush, Limit: 1})
 	if err != nil {
 		return s, err
 	}
@@ -98,13 +99,8 @@ func Status(ctx context.Context, db *store.DB, t store.Tenant, now time.Time) (T
 	if len(runs) > 0 {
 		s.LastPull = &runs[0]
 	}
-	if s.Health, err = sync.TenantHealth(ctx, db, t, now); err != nil {
-		return s, err
-	}
-	if s.Health.Problems == nil && s.Health.Status == "" {
-		s.Health.Status = "unknown"
-	}
-	return s, nil
+	s.Health, err = sync.TenantHealth(ctx, db, t, now, defaultSchedule)
+	return s, err
 }
 
 func (h *Handler) now() time.Time {
@@ -141,7 +137,7 @@ func (h *Handler) tenants(c *call) {
 	}
 	out := make([]TenantStatus, 0, len(ts))
 	for _, t := range ts {
-		s, err := Status(c.r.Context(), h.Worker.DB, t, h.now())
+		s, err := Status(c.r.Context(), h.Worker.DB, t, h.now(), h.DefaultSchedule)
 		if err != nil {
 			h.fail(c.w, c.r, err)
 			return
@@ -156,51 +152,12 @@ func (h *Handler) tenant(c *call) {
 	if !ok {
 		return
 	}
-	s, err := Status(c.r.Context(), h.Worker.DB, t, h.now())
+	s, err := Status(c.r.Context(), h.Worker.DB, t, h.now(), h.DefaultSchedule)
 	if err != nil {
 		h.fail(c.w, c.r, err)
 		return
 	}
 	writeJSON(c.w, http.StatusOK, s)
-}
-
-func (h *Handler) activity(c *call) {
-	q := c.r.URL.Query()
-	p, err := parsePaging(c.r)
-	aq := store.ActivityQuery{Limit: p.limit + 1, User: q.Get("user")}
-	if err == nil && p.after != "" {
-		if aq.Before, err = strconv.ParseInt(p.after, 10, 64); err != nil {
-			err = fmt.Errorf("cursor %q is not one this API returned: pass the \"next\" of the page before, unchanged", q.Get("cursor"))
-		}
-	}
-	if err == nil {
-		aq.Failed, err = boolParam(c.r, "failed")
-	}
-	if err == nil {
-		switch k := q.Get("kind"); k {
-		case "", "push", "pull":
-			aq.Channel = k
-		default:
-			err = fmt.Errorf("kind must be push or pull, not %q", k)
-		}
-	}
-	if err == nil {
-		aq.Since, err = timeParam(c.r, "since")
-	}
-	if err != nil {
-		writeError(c.w, http.StatusBadRequest, err.Error())
-		return
-	}
-	t, ok := h.tenantOf(c)
-	if !ok {
-		return
-	}
-	items, err := h.Worker.DB.Activity(c.r.Context(), t.ID, aq)
-	if err != nil {
-		h.fail(c.w, c.r, err)
-		return
-	}
-	writeJSON(c.w, http.StatusOK, page(items, p.limit, func(a store.Activity) string { return strconv.FormatInt(a.ID, 10) }))
 }
 
 // timeParam reads an RFC 3339 time; absent is the zero time.
@@ -238,7 +195,7 @@ func UserOf(r store.Resource) User {
 // UserDetail is one user, whole.
 type UserDetail struct {
 	User
-	ManagedBy  store.Channel    `json:"managedBy"` // push, pull or both
+	ManagedBy  string           `json:"managedBy"` // push, pull or both
 	Attributes map[string]any   `json:"attributes"`
 	Groups     []GroupRef       `json:"groups"`
 	Activity   []store.Activity `json:"activity"` // the newest 20 records of it

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/entrasync/entrasync/store"
 )
@@ -66,6 +67,22 @@ func (f *fixture) seed() directory {
 		t, _ := tx.Tenant("acme")
 		_, err := tx.AddMembers(t.ID, d.groups["Sales"], []string{d.users["jane@acme.com"], d.users["bob@acme.com"], d.groups["Support"]})
 		return err
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	// What the push did to jane, and a failure, in acme's activity.
+	acme, err := f.db.Tenant(ctx, "acme")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	err = f.db.RecordActivity(ctx, []store.Activity{
+		{TenantID: acme.ID, At: now.Add(-time.Minute), Channel: store.ChannelPush, Provider: "entra", Method: "POST", Endpoint: "Users", Status: 201,
+			LatencyMS: 3, TokenID: "tok1", RequestID: "req1", ResourceType: "User", ResourceID: d.users["jane@acme.com"], Subject: "jane@acme.com",
+			Summary: "Created jane@acme.com"},
+		{TenantID: acme.ID, At: now, Channel: store.ChannelPush, Provider: "entra", Method: "PATCH", Endpoint: "Users", Status: 400,
+			RequestID: "req2", Summary: "userName jane@acme.com already exists", Failed: true},
 	})
 	if err != nil {
 		f.t.Fatal(err)
@@ -233,6 +250,11 @@ func TestReadPaging(t *testing.T) {
 			t.Errorf("members by %d: %v, want %v", limit, got, members)
 		}
 	}
+	for _, limit := range []int{1, 2} {
+		if got := walk(f, "/ops/v1/tenants/acme/activity", key, "requestId", limit); !slices.Equal(got, []string{"req2", "req1"}) {
+			t.Errorf("activity by %d: %v", limit, got)
+		}
+	}
 	// The default page is 100.
 	var p struct{ Items []any }
 	if f.getJSON("/ops/v1/tenants/acme/users", key, &p); len(p.Items) != 5 {
@@ -277,12 +299,12 @@ func TestReadFilters(t *testing.T) {
 		t.Fatal(code)
 	}
 	if u.UserName != "jane@acme.com" || u.ManagedBy != store.ChannelPush || len(u.Groups) != 1 || u.Groups[0].DisplayName != "Sales" ||
-		u.Attributes["displayName"] != "Jane Doe" || len(u.Emails) != 1 || u.Activity == nil {
+		u.Attributes["displayName"] != "Jane Doe" || len(u.Emails) != 1 || len(u.Activity) != 1 || u.Activity[0].Summary != "Created jane@acme.com" {
 		t.Errorf("jane: %+v", u)
 	}
 	var tn TenantStatus
 	if code := f.getJSON("/ops/v1/tenants/acme", key, &tn); code != 200 || tn.Counts != (store.TenantCounts{Users: 5, ActiveUsers: 4, Groups: 3}) ||
-		tn.LastPull == nil || tn.LastPull.ID != f.runs["acme"] || tn.Health.Status == "" {
+		tn.LastPull == nil || tn.LastPull.ID != f.runs["acme"] || tn.Health.Status == "" || tn.LastPush == nil || tn.LastPush.RequestID != "req2" {
 		t.Errorf("acme: %d %+v", code, tn)
 	}
 }

@@ -47,7 +47,7 @@ var routes = []route{
 		handle: func(h *Handler, c *call) { h.runs(c.w, c.r, c.tenant) }, op: runsOp},
 	{method: "GET", pattern: prefix + "/tenants/{tenant}/runs/{id}", role: store.OpsRead, what: "reading runs",
 		handle: func(h *Handler, c *call) { h.run(c.w, c.r, c.tenant, c.id) }, op: runOp},
-	{method: "GET", pattern: prefix + "/tenants/{tenant}/activity", role: store.OpsRead, what: "reading activity", handle: (*Handler).activity, op: activityOp},
+	{method: "GET", pattern: prefix + "/tenants/{tenant}/activity", role: store.OpsRead, what: "reading activity", handle: func(h *Handler, c *call) { h.activity(c.w, c.r, c.tenant) }, op: activityOp},
 	{method: "GET", pattern: prefix + "/tenants/{tenant}/users", role: store.OpsRead, what: "reading users", handle: (*Handler).users, op: usersOp},
 	{method: "GET", pattern: prefix + "/tenants/{tenant}/users/{id}", role: store.OpsRead, what: "reading users", handle: (*Handler).user, op: userOp},
 	{method: "GET", pattern: prefix + "/tenants/{tenant}/groups", role: store.OpsRead, what: "reading groups", handle: (*Handler).groups, op: groupsOp},
