@@ -207,7 +207,7 @@ type GroupRef struct {
 	DisplayName string `json:"displayName"`
 }
 
-// UserQuery reads the users listing's filters.
+// userQuery reads the users listing's filters.
 func userQuery(r *http.Request) (store.UserQuery, error) {
 	q := r.URL.Query()
 	uq := store.UserQuery{Search: q.Get("search"), Group: q.Get("group")}
