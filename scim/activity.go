@@ -37,8 +37,8 @@ func noteOf(ctx context.Context) *requestNote {
 	return n
 }
 
-// told notes what a write did: the resource and its effects in words.
-func told(r *http.Request, ep *endpoint, id string, effects []sync.Effect) {
+// noteWrite notes what a write did: the resource and its effects in words.
+func noteWrite(r *http.Request, ep *endpoint, id string, effects []sync.Effect) {
 	n := noteOf(r.Context())
 	n.resourceType, n.resourceID = string(ep.kind), id
 	if len(effects) == 0 {
@@ -55,8 +55,8 @@ func told(r *http.Request, ep *endpoint, id string, effects []sync.Effect) {
 	n.summary = strings.Join(words, "; ")
 }
 
-// read notes what a read answered.
-func read(r *http.Request, ep *endpoint, res store.Resource) {
+// noteRead notes what a read answered.
+func noteRead(r *http.Request, ep *endpoint, res store.Resource) {
 	n := noteOf(r.Context())
 	n.resourceType, n.resourceID = string(ep.kind), res.ID
 	n.subject = res.Str("userName")
@@ -66,8 +66,8 @@ func read(r *http.Request, ep *endpoint, res store.Resource) {
 	n.summary = "Read " + strings.ToLower(string(ep.kind)) + " " + cmpOr(n.subject, res.ID)
 }
 
-// listed notes what a list or search answered.
-func listed(r *http.Request, ep *endpoint, filtered bool, found, total int) {
+// noteList notes what a list or search answered.
+func noteList(r *http.Request, ep *endpoint, filtered bool, found, total int) {
 	n := noteOf(r.Context())
 	what := strings.ToLower(ep.name)
 	switch {
@@ -87,9 +87,9 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-// failedWith notes why a request failed: the detail its client was told,
+// noteFailure notes why a request failed: the detail its client was told,
 // without the values it quoted (they may be personal data).
-func failedWith(r *http.Request, detail string) {
+func noteFailure(r *http.Request, detail string) {
 	n := noteOf(r.Context())
 	n.failed, n.summary = true, scrubDetail(detail)
 }

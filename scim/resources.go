@@ -127,7 +127,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ep *endpoint) er
 	if err != nil {
 		return err
 	}
-	told(r, ep, res.ID, effects)
+	noteWrite(r, ep, res.ID, effects)
 	w.Header().Set("Location", s.location(ep, res.ID))
 	// A resource just created is in no group yet: nothing to look up.
 	return s.answer(w, r, ep, *res, http.StatusCreated, projection{}, nil)
@@ -196,7 +196,7 @@ func (s *Server) getOne(w http.ResponseWriter, r *http.Request, ep *endpoint, id
 	if err != nil {
 		return err
 	}
-	read(r, ep, res)
+	noteRead(r, ep, res)
 	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == etag(res.Version) {
 		w.Header().Set("ETag", inm)
 		w.WriteHeader(http.StatusNotModified)
@@ -293,7 +293,7 @@ func (s *Server) runList(w http.ResponseWriter, r *http.Request, ep *endpoint, f
 	if err != nil {
 		return filterError(err)
 	}
-	listed(r, ep, q.Filter != nil, len(page.Resources), page.Total)
+	noteList(r, ep, q.Filter != nil, len(page.Resources), page.Total)
 	related := s.groupsValues(page.Groups)
 	head := listHead{Schemas: []string{schema.ListResponseURN}, TotalResults: page.Total, StartIndex: start, ItemsPerPage: len(page.Resources)}
 	if s.streamsMembers(ep, p) {
@@ -401,7 +401,7 @@ func (s *Server) replace(w http.ResponseWriter, r *http.Request, ep *endpoint, i
 			cs = append(cs, sync.Change{Op: sync.SetMembers, ID: id, Members: members})
 		}
 		_, effects, err := sync.ApplyTold(r.Context(), s.db, t.ID, cs)
-		told(r, ep, id, effects)
+		noteWrite(r, ep, id, effects)
 		return err
 	})
 	if err != nil {
@@ -499,7 +499,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, ep *endpoint, id 
 			cs = append(cs, sync.Change{Op: op, ID: id, Members: m.IDs})
 		}
 		_, effects, err := sync.ApplyTold(r.Context(), s.db, t.ID, cs)
-		told(r, ep, id, effects)
+		noteWrite(r, ep, id, effects)
 		return err
 	})
 	if err != nil {
@@ -533,7 +533,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, ep *endpoint, id
 	if err != nil {
 		return err
 	}
-	told(r, ep, id, effects)
+	noteWrite(r, ep, id, effects)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
