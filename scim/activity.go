@@ -129,9 +129,9 @@ var (
 	requestCount atomic.Uint64
 )
 
-// requestID is the client's X-Request-Id when it is a short token, else a
+// RequestID is the client's X-Request-Id when it is a short token, else a
 // new one: a proxy's id ties our log to its own.
-func requestID(r *http.Request) string {
+func RequestID(r *http.Request) string {
 	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 64 && isToken(id) {
 		return id
 	}

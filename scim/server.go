@@ -134,7 +134,7 @@ func tenantOf(ctx context.Context) store.Tenant {
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	note := &requestNote{id: requestID(r)}
+	note := &requestNote{id: RequestID(r)}
 	w.Header().Set("X-Request-Id", note.id)
 	r = r.WithContext(context.WithValue(r.Context(), noteKey{}, note))
 	rest, ok := stripBase(r.URL.Path)

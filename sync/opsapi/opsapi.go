@@ -60,7 +60,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.failures = ratelimit.New[string](failureRate, failureBurst)
 		}
 	})
+	h.logged(w, r, h.serve)
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == openAPIPath && r.Method == http.MethodGet {
+		opsRequestOf(r).route = openAPIPath
 		// Public: it describes the API and holds no data.
 		writeJSON(w, http.StatusOK, Document())
 		return
@@ -92,6 +97,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), clientKey{}, client))
+	opsRequestOf(r).key = who.Name
 	h.route(w, r, who)
 }
 
@@ -109,8 +115,10 @@ func (h *Handler) permit(w http.ResponseWriter, r *http.Request, key store.OpsKe
 		return true
 	}
 	if h.Log != nil {
+		o := opsRequestOf(r)
+		o.refused = true
 		h.Log.Warn("ops request refused", "status", http.StatusForbidden, "method", r.Method, "client", clientOf(r),
-			"token_id", key.ID, "ops_key", key.Name, "tenant", tenant, "needs", string(need))
+			"token_id", key.ID, "ops_key", key.Name, "tenant", tenant, "needs", string(need), "request_id", o.id)
 	}
 	writeError(w, http.StatusForbidden, fmt.Sprintf("%s; an operator can issue a key that may: entrasync opskey create NAME --role %s --tenant %s",
 		lacks, need, tenant))
@@ -124,8 +132,10 @@ func (h *Handler) permitRole(w http.ResponseWriter, r *http.Request, key store.O
 		return true
 	}
 	if h.Log != nil {
+		o := opsRequestOf(r)
+		o.refused = true
 		h.Log.Warn("ops request refused", "status", http.StatusForbidden, "method", r.Method, "client", clientOf(r),
-			"token_id", key.ID, "ops_key", key.Name, "needs", string(need))
+			"token_id", key.ID, "ops_key", key.Name, "needs", string(need), "request_id", o.id)
 	}
 	writeError(w, http.StatusForbidden, fmt.Sprintf("ops key %q has role %s, and %s needs role %s; an operator can issue a key that may: entrasync opskey create NAME --role %s",
 		key.Name, key.Role, what, need, need))
@@ -137,7 +147,9 @@ func (h *Handler) permitRole(w http.ResponseWriter, r *http.Request, key store.O
 // ("none" when no key was sent). Never any part of the key.
 func (h *Handler) refused(r *http.Request, status int, client, tokenID string) {
 	if h.Log != nil {
-		h.Log.Warn("ops request refused", "status", status, "method", r.Method, "client", client, "token_id", tokenID)
+		o := opsRequestOf(r)
+		o.refused = true
+		h.Log.Warn("ops request refused", "status", status, "method", r.Method, "client", client, "token_id", tokenID, "request_id", o.id)
 	}
 }
 

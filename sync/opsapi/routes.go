@@ -87,6 +87,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, key store.OpsKey
 			allow = append(allow, rt.method)
 			continue
 		}
+		opsRequestOf(r).route = rt.pattern
 		c := &call{w: w, r: r, key: key, tenant: tenant, id: id}
 		switch {
 		case rt.handle == nil: // the document, asked with a key
