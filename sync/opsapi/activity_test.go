@@ -3,10 +3,10 @@ package opsapi
 import (
 	"bytes"
 	"encoding/json"
-	"log/slog"
-	"strings"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
