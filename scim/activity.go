@@ -106,16 +106,22 @@ var attributeLike = regexp.MustCompile(`^"[A-Za-z][A-Za-z0-9_.$:-]*"$`)
 // it is how ops find a person).
 func scrubDetail(detail string) string {
 	keepFirst := strings.HasPrefix(detail, "userName ")
-	return quoted.ReplaceAllStringFunc(detail, func(q string) string {
-		if keepFirst {
-			keepFirst = false
-			return q
+	var out strings.Builder
+	last := 0
+	for _, m := range quoted.FindAllStringIndex(detail, -1) {
+		q := detail[m[0]:m[1]]
+		keep := keepFirst || attributeLike.MatchString(q) || strings.HasSuffix(detail[:m[0]], `W/`) // an ETag is a version
+		keepFirst = false
+		out.WriteString(detail[last:m[0]])
+		if keep {
+			out.WriteString(q)
+		} else {
+			out.WriteString(`"…"`)
 		}
-		if attributeLike.MatchString(q) {
-			return q
-		}
-		return `"…"`
-	})
+		last = m[1]
+	}
+	out.WriteString(detail[last:])
+	return out.String()
 }
 
 // Request ids: a random prefix per process and a counter, so that making
@@ -129,9 +135,9 @@ var (
 	requestCount atomic.Uint64
 )
 
-// requestID is the client's X-Request-Id when it is a short token, else a
+// RequestID is the client's X-Request-Id when it is a short token, else a
 // new one: a proxy's id ties our log to its own.
-func requestID(r *http.Request) string {
+func RequestID(r *http.Request) string {
 	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 64 && isToken(id) {
 		return id
 	}

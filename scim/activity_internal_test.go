@@ -11,6 +11,7 @@ func TestScrubDetail(t *testing.T) {
 		{`operation 1: no emails value matches emails[value eq "jane.private@example.com"]`, `operation 1: no emails value matches emails[value eq "…"]`},
 		{`birthdate must be an xsd:dateTime such as 2011-05-13T04:42:34Z, not "13/05/1980"`, `birthdate must be an xsd:dateTime such as 2011-05-13T04:42:34Z, not "…"`},
 		{`phoneNumbers "+1 555 0100" and "x\"y"`, `phoneNumbers "…" and "…"`},
+		{`the resource has changed: its version is now W/"12"`, `the resource has changed: its version is now W/"12"`},
 	} {
 		if got := scrubDetail(c.in); got != c.want {
 			t.Errorf("scrubDetail(%q) = %q, want %q", c.in, got, c.want)

@@ -123,3 +123,47 @@ func TestActivityInWords(t *testing.T) {
 		t.Fatalf("%d records dropped", rec.Dropped())
 	}
 }
+
+// TestActivityFailures: the common failures, each told in the record as
+// the client was told it.
+func TestActivityFailures(t *testing.T) {
+	var rec *sync.Recorder
+	e := newEnv(t, func(c *scim.Config) {
+		rec = sync.NewRecorder(c.DB, sync.RecorderConfig{})
+		c.Activity = rec
+		c.BodyLimit = 4096
+		c.RateLimit = 1.5 // a burst of 3, then refused
+	})
+	t.Cleanup(rec.Close)
+	c := e.tenant("acme")
+	user := c.do("POST", "/Users", map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": "kim@contoso.com"})
+	if user.status != 201 {
+		t.Fatalf("create: %d %s", user.status, user.raw)
+	}
+	id := user.body["id"].(string)
+	for _, s := range []struct {
+		method, path string
+		body         any
+		hdr          []string
+		status       int
+		summary      string
+	}{
+		{"PATCH", "/Users/" + id, map[string]any{"schemas": []string{"urn:ietf:params:scim:api:messages:2.0:PatchOp"},
+			"Operations": []any{map[string]any{"op": "replace", "path": "title", "value": "x"}}}, []string{"If-Match", `W/"7"`}, 412, `the resource has changed: its version is now W/"1"`},
+		{"POST", "/Users", `{"userName":"` + strings.Repeat("x", 5000) + `"}`, nil, 413, "the request body is larger than 4096 bytes"},
+		{"GET", "/Users", nil, nil, 429, "rate limit exceeded for this tenant"},
+	} {
+		r := c.do(s.method, s.path, s.body, s.hdr...)
+		if r.status != s.status {
+			t.Fatalf("%s %s: %d %s", s.method, s.path, r.status, r.raw)
+		}
+		rec.Flush()
+		got, err := e.db.Activity(context.Background(), c.tenant.ID, store.ActivityQuery{Limit: 1})
+		if err != nil || len(got) != 1 {
+			t.Fatal(got, err)
+		}
+		if a := got[0]; !a.Failed || a.Status != s.status || !strings.Contains(a.Summary, s.summary) || a.RequestID != r.header.Get("X-Request-Id") {
+			t.Errorf("%s %s: record %+v, want a failure saying %q", s.method, s.path, a, s.summary)
+		}
+	}
+}

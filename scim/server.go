@@ -151,7 +151,7 @@ func tenantOf(ctx context.Context) store.Tenant {
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	note := &requestNote{id: requestID(r)}
+	note := &requestNote{id: RequestID(r)}
 	w.Header().Set("X-Request-Id", note.id)
 	r = r.WithContext(context.WithValue(r.Context(), noteKey{}, note))
 	rest, ok := stripBase(r.URL.Path)
@@ -300,7 +300,8 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client str
 	if err != nil {
 		return r, unknownToken, err
 	}
-	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, t)) // the log names the tenant, limited or not
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, t))       // the log names the tenant, limited or not
+	r = r.WithContext(store.WithChannel(r.Context(), store.ChannelPush)) // the store records which users the push wrote
 	if s.tenants != nil && !s.tenants.Allow(t.ID) {
 		return r, tokenID, s.tooMany(w, "rate limit exceeded for this tenant", s.tenants.RetryAfter(t.ID))
 	}

@@ -331,6 +331,15 @@ func (tx *Tx) InsertMany(tenant int64, rs []*Resource) error {
 			return err
 		}
 	}
+	if kind == UserKind && tx.pushing() {
+		ids := make([]string, len(rs))
+		for i, r := range rs {
+			ids[i] = r.ID
+		}
+		if err := tx.markPushed(tenant, ids); err != nil {
+			return err
+		}
+	}
 	return tx.index(tenant, kind, owned)
 }
 
@@ -463,6 +472,11 @@ func (tx *Tx) Update(tenant int64, r *Resource, ifVersion int64) (prior Prior, c
 	}
 	tx.changed(tenant)
 	r.Version, r.Created, r.LastModified = cur.Version+1, parseTime(cur.CreatedAt), tx.now
+	if r.Kind == UserKind && tx.pushing() {
+		if err := tx.markPushed(tenant, []string{r.ID}); err != nil {
+			return prior, true, err
+		}
+	}
 	return prior, true, tx.reindex(tenant, r.Kind, r.ID, enc.rows)
 }
 

@@ -51,9 +51,11 @@ type command struct {
 	summary string
 	flags   func(fs *flag.FlagSet) any
 	run     func(e *env, c *invocation) error
-	nargs   int  // positional arguments required
-	json    bool // takes --json: its result can be printed as JSON
-	bare    bool // takes no settings: it reads no database and serves nothing
+	nargs   int // positional arguments required
+	// optional: positional arguments that may follow the required ones
+	optional int
+	json     bool // takes --json: its result can be printed as JSON
+	bare     bool // takes no settings: it reads no database and serves nothing
 }
 
 // invocation is a parsed command line.
@@ -76,7 +78,7 @@ var commands = []*command{
 	serveCmd, demoCmd,
 	tenantCreateCmd, tenantListCmd, tenantShowCmd, tenantGraphCmd, tenantDeleteCmd,
 	tokenCreateCmd, tokenListCmd, tokenRevokeCmd,
-	syncCmd, activityCmd, rekeyCmd, migrateCmd,
+	syncCmd, runsCmd, activityCmd, statusCmd, usersCmd, rekeyCmd, migrateCmd,
 	opskeyCreateCmd, opskeyListCmd, opskeyRevokeCmd,
 	completionCmd, versionCmd,
 }
@@ -278,8 +280,11 @@ func parse(c *command, args []string, getenv func(string) string) (*invocation, 
 		inv.args = append(inv.args, rest[0])
 		args = rest[1:]
 	}
-	if len(inv.args) != c.nargs {
-		return nil, usagef("want %d argument(s), got %d", c.nargs, len(inv.args))
+	if n := len(inv.args); n < c.nargs || n > c.nargs+c.optional {
+		if c.optional > 0 {
+			return nil, usagef("want %d to %d argument(s), got %d", c.nargs, c.nargs+c.optional, n)
+		}
+		return nil, usagef("want %d argument(s), got %d", c.nargs, n)
 	}
 	if settings == nil {
 		inv.cfg = config.Default()
@@ -473,8 +478,12 @@ func placeholder(flagName string) string {
 		return "DURATION"
 	case "client-secret-env", "old-key-env":
 		return "VAR"
-	case "tenant-id", "client-id":
+	case "tenant-id", "client-id", "group", "after":
 		return "ID"
+	case "search":
+		return "PREFIX"
+	case "active":
+		return "true|false"
 	case "groups":
 		return "ID,ID"
 	case "threshold":

@@ -133,7 +133,7 @@ func (svc *service) run(e *env, sched *sync.Scheduler) error {
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	})
 	mux.HandleFunc("GET /readyz", readyz(dependencies(db, w), log))
-	mux.Handle("/ops/", &opsapi.Handler{Worker: w, Log: log, TrustedProxies: cfg.TrustedProxies})
+	mux.Handle("/ops/", &opsapi.Handler{Worker: w, Log: log, TrustedProxies: cfg.TrustedProxies, DefaultSchedule: cfg.SyncSchedule})
 	// On the main listener, /metrics takes an ops key for every tenant;
 	// metrics_addr serves it openly, for a private network.
 	mux.Handle(metrics.Path, svc.metrics.Guarded(db, log, cfg.TrustedProxies))

@@ -50,6 +50,7 @@ func Run(t *testing.T, open Opener) {
 		{"Runs", testRuns},
 		{"DeltaLinksAndLeases", testLinksAndLeases},
 		{"OpsKeys", testOpsKeys},
+		{"OpsReads", testOpsReads},
 		{"Activity", testActivity},
 	}
 	for _, tc := range tests {

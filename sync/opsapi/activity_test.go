@@ -1,9 +1,12 @@
 package opsapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,5 +77,31 @@ func TestActivityRoute(t *testing.T) {
 	}
 	for _, q := range []string{"failed=yes", "kind=both", "since=yesterday", "limit=0", "limit=1001", "cursor=abc", "cursor=-4"} {
 		page("/ops/v1/tenants/acme/activity?"+q, reader, http.StatusBadRequest)
+	}
+}
+
+// TestRequestLog: every ops request has one log line, naming its route
+// (never the path), status, key and request id, which is also answered as
+// X-Request-Id; a refusal's line is its warning, with the id too.
+func TestRequestLog(t *testing.T) {
+	f := newFixture(t)
+	var logs bytes.Buffer
+	f.h.Log = slog.New(slog.NewJSONHandler(&logs, nil))
+	reader := f.key("reader", store.OpsRead)
+	ok := f.do("GET", "/ops/v1/tenants/acme/users?search=jane", reader, "192.0.2.7:1")
+	refused := f.do("GET", "/ops/v1/tenants/acme/users", "eso_wrong", "192.0.2.7:1")
+	lines := logLines(t, &logs)
+	if len(lines) != 2 || ok.Header().Get("X-Request-Id") == "" || refused.Header().Get("X-Request-Id") == "" {
+		t.Fatalf("log %v, ids %q %q", lines, ok.Header().Get("X-Request-Id"), refused.Header().Get("X-Request-Id"))
+	}
+	if l := lines[0]; l["route"] != "/ops/v1/tenants/{tenant}/users" || l["status"] != float64(200) || l["ops_key"] != "reader" ||
+		l["request_id"] != ok.Header().Get("X-Request-Id") {
+		t.Fatalf("request line %v", l)
+	}
+	if l := lines[1]; l["status"] != float64(401) || l["request_id"] != refused.Header().Get("X-Request-Id") {
+		t.Fatalf("refusal line %v", l)
+	}
+	if strings.Contains(logs.String(), "jane") || strings.Contains(logs.String(), reader) {
+		t.Fatal("the log holds the query or the key")
 	}
 }

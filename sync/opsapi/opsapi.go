@@ -1,13 +1,10 @@
-// Package opsapi is the ops HTTP API: start a tenant's pull and read its
-// runs, for operators and their tooling. Every request carries an ops key
-// (entrasync opskey create) as a bearer token; the key's role and tenants
-// decide what it may do.
-//
-//	POST /ops/v1/tenants/{tenant}/sync                          role sync   202 the new run; 409 the running one
-//	POST /ops/v1/tenants/{tenant}/sync?full=true                role admin  (also confirmDeletions=true)
-//	GET  /ops/v1/tenants/{tenant}/runs[?limit=N]                role read   200 runs, newest first
-//	GET  /ops/v1/tenants/{tenant}/runs/{id}                     role read   200 one run
-//	GET  /ops/v1/tenants/{tenant}/activity[?failed&since&user&kind&limit&cursor]  role read  200 a page, newest first
+// Package opsapi is the ops HTTP API: start a tenant's pull, and read its
+// runs, counts, health, activity, users and groups, for operators and their
+// tooling. Every request carries an ops key (entrasync opskey create) as a
+// bearer token; the key's role and tenants decide what it may do. The
+// routes are one table (routes.go): routing, the 404 and 405 answers, the
+// role each needs and the OpenAPI document (GET /ops/v1/openapi.json,
+// served without a key) all come from it.
 //
 // A key out of its scope is answered 403, saying what it lacks. Failed
 // attempts with unknown keys are limited per client address (429); a
@@ -39,6 +36,11 @@ type Handler struct {
 	// TrustedProxies are the peers whose Forwarded and X-Forwarded-For
 	// headers name the client (the trusted_proxies setting).
 	TrustedProxies []netip.Prefix
+	// Now is the clock health is judged by; nil is time.Now.
+	Now func() time.Time
+	// DefaultSchedule is the pull schedule of a Graph connection that sets
+	// none (the sync_schedule setting), which health judges a pull by.
+	DefaultSchedule string
 
 	once     gosync.Once
 	failures *ratelimit.Limiter[string] // failed attempts per client address
@@ -58,6 +60,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.failures = ratelimit.New[string](failureRate, failureBurst)
 		}
 	})
+	h.logged(w, r, h.serve)
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == openAPIPath && r.Method == http.MethodGet {
+		opsRequestOf(r).route = openAPIPath
+		// Public: it describes the API and holds no data.
+		writeJSON(w, http.StatusOK, Document())
+		return
+	}
 	client := ratelimit.ClientAddr(r, h.TrustedProxies)
 	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(key) == "" {
@@ -85,30 +97,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), clientKey{}, client))
-	rest, ok := strings.CutPrefix(r.URL.Path, "/ops/v1/tenants/")
-	parts := strings.Split(strings.Trim(rest, "/"), "/")
-	switch {
-	case !ok || len(parts) < 2 || parts[0] == "":
-		writeError(w, http.StatusNotFound, "no such endpoint")
-	case len(parts) == 2 && parts[1] == "sync" && r.Method == http.MethodPost:
-		h.startSync(w, r, parts[0], who)
-	case len(parts) == 2 && parts[1] == "runs" && r.Method == http.MethodGet:
-		if h.permit(w, r, who, parts[0], store.OpsRead, "reading runs") {
-			h.runs(w, r, parts[0])
-		}
-	case len(parts) == 2 && parts[1] == "activity" && r.Method == http.MethodGet:
-		if h.permit(w, r, who, parts[0], store.OpsRead, "reading activity") {
-			h.activity(w, r, parts[0])
-		}
-	case len(parts) == 3 && parts[1] == "runs" && r.Method == http.MethodGet:
-		if h.permit(w, r, who, parts[0], store.OpsRead, "reading runs") {
-			h.run(w, r, parts[0], parts[2])
-		}
-	case (len(parts) == 2 && (parts[1] == "sync" || parts[1] == "runs")) || (len(parts) == 3 && parts[1] == "runs"):
-		writeError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed here")
-	default:
-		writeError(w, http.StatusNotFound, "no such endpoint")
-	}
+	opsRequestOf(r).key = who.Name
+	h.route(w, r, who)
 }
 
 // permit reports whether key may do what (which needs role need) on tenant, and
@@ -125,11 +115,30 @@ func (h *Handler) permit(w http.ResponseWriter, r *http.Request, key store.OpsKe
 		return true
 	}
 	if h.Log != nil {
+		o := opsRequestOf(r)
+		o.refused = true
 		h.Log.Warn("ops request refused", "status", http.StatusForbidden, "method", r.Method, "client", clientOf(r),
-			"token_id", key.ID, "ops_key", key.Name, "tenant", tenant, "needs", string(need))
+			"token_id", key.ID, "ops_key", key.Name, "tenant", tenant, "needs", string(need), "request_id", o.id)
 	}
 	writeError(w, http.StatusForbidden, fmt.Sprintf("%s; an operator can issue a key that may: entrasync opskey create NAME --role %s --tenant %s",
 		lacks, need, tenant))
+	return false
+}
+
+// permitRole is permit for a route of no one tenant (the tenants listing,
+// which shows a scoped key only its tenants).
+func (h *Handler) permitRole(w http.ResponseWriter, r *http.Request, key store.OpsKey, need store.OpsRole, what string) bool {
+	if key.Role.Allows(need) {
+		return true
+	}
+	if h.Log != nil {
+		o := opsRequestOf(r)
+		o.refused = true
+		h.Log.Warn("ops request refused", "status", http.StatusForbidden, "method", r.Method, "client", clientOf(r),
+			"token_id", key.ID, "ops_key", key.Name, "needs", string(need), "request_id", o.id)
+	}
+	writeError(w, http.StatusForbidden, fmt.Sprintf("ops key %q has role %s, and %s needs role %s; an operator can issue a key that may: entrasync opskey create NAME --role %s",
+		key.Name, key.Role, what, need, need))
 	return false
 }
 
@@ -138,7 +147,9 @@ func (h *Handler) permit(w http.ResponseWriter, r *http.Request, key store.OpsKe
 // ("none" when no key was sent). Never any part of the key.
 func (h *Handler) refused(r *http.Request, status int, client, tokenID string) {
 	if h.Log != nil {
-		h.Log.Warn("ops request refused", "status", status, "method", r.Method, "client", client, "token_id", tokenID)
+		o := opsRequestOf(r)
+		o.refused = true
+		h.Log.Warn("ops request refused", "status", status, "method", r.Method, "client", client, "token_id", tokenID, "request_id", o.id)
 	}
 }
 
