@@ -623,3 +623,36 @@ func TestActivityCounts(t *testing.T) {
 		t.Fatalf("activity written %v dropped %v", w, d)
 	}
 }
+
+// TestLabelMapping: values outside the closed sets are counted as "other";
+// a client gone before its answer is its own class, not 4xx.
+func TestLabelMapping(t *testing.T) {
+	m := metrics.New(metrics.Config{NoProcess: true})
+	m.SCIMRequest("GET", "users", 499, "okta", time.Millisecond)
+	m.SCIMRequest("BREW", "", 418, "teapot", time.Millisecond)
+	m.SCIMRequest("POST", "Users/../x", 302, "entra", time.Millisecond)
+	m.RunFinished(store.Run{Status: "exploded", Mode: "sideways"}, sync.Counts{})
+	m.GraphError(graph.Kind("new-kind"))
+	fams, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := families{}
+	for _, fam := range fams {
+		f[fam.GetName()] = fam
+	}
+	for _, c := range []struct {
+		name   string
+		labels []string
+	}{
+		{"entrasync_scim_requests_total", []string{"method", "GET", "endpoint", "users", "status", "499", "provider", "okta"}},
+		{"entrasync_scim_requests_total", []string{"method", "other", "endpoint", "other", "status", "4xx", "provider", "other"}},
+		{"entrasync_scim_requests_total", []string{"method", "POST", "endpoint", "other", "status", "3xx", "provider", "entra"}},
+		{"entrasync_pull_runs_total", []string{"status", "other", "mode", "delta"}},
+		{"entrasync_graph_errors_total", []string{"kind", "other"}},
+	} {
+		if got := f.value(c.name, c.labels...); got != 1 {
+			t.Errorf("%s%v = %v, want 1", c.name, c.labels, got)
+		}
+	}
+}
