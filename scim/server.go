@@ -230,6 +230,9 @@ func (s *Server) logRequest(r *http.Request, rec *statusRecorder, start time.Tim
 	s.metrics.SCIMRequest(method, endpoint, status, provider, elapsed)
 	attrs := []any{"method", method, "endpoint", endpoint, "status", status, "tenant", tenantOf(r.Context()).Name,
 		"client", client, "token_id", tokenID, "idp", provider, "request_id", note.id, "ms", elapsed.Milliseconds()}
+	if note.failed && note.summary != "" {
+		attrs = append(attrs, "reason", note.summary) // as the activity keeps it: quoted values scrubbed
+	}
 	if rec.aborted {
 		attrs = append(attrs, "aborted", true)
 	}

@@ -97,6 +97,9 @@ func TestActivityCommand(t *testing.T) {
 			t.Fatalf("%q is in the log or the activity", secret)
 		}
 	}
+	if !strings.Contains(s.stderr.String(), `reason="userName \"jane@contoso.com\" is already taken"`) {
+		t.Fatalf("the log line of the failed request does not say why:\n%s", s.stderr)
+	}
 	if !strings.Contains(s.stderr.String(), "request_id="+created) {
 		t.Fatalf("the log line does not carry the request id %s:\n%s", created, s.stderr)
 	}
