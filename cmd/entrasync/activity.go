@@ -54,7 +54,7 @@ func showActivity(e *env, inv *invocation) error {
 		return err
 	}
 	defer db.Close()
-	t, err := db.Tenant(e.ctx, inv.args[0])
+	t, err := tenantNamed(e, db, inv.args[0])
 	if err != nil {
 		return err
 	}
