@@ -36,22 +36,6 @@ func (tx *Tx) pushing() bool {
 	return ch == ChannelPush
 }
 
-// markPushed records that the push wrote users ids, once: the first time
-// is what tells the channel, so later writes leave the row alone.
-func (tx *Tx) markPushed(tenant int64, ids []string) error {
-	for _, part := range chunks(ids) {
-		q, args, err := inQuery(`UPDATE users SET pushed_at = ? WHERE tenant_id = ? AND id IN (?) AND pushed_at IS NULL`,
-			formatTime(tx.now), tenant, part)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.exec(q, args...); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // TenantCounts are a tenant's sizes.
 type TenantCounts struct {
 	Users       int `json:"users"`

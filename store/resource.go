@@ -299,6 +299,11 @@ func (tx *Tx) InsertMany(tenant int64, rs []*Resource) error {
 	}
 	tx.changed(tenant)
 	names := append([]string{"tenant_id", "id", "entra_id", "version", "created_at", "modified_at", "doc"}, encs[0].names...)
+	// A user the push creates is marked in the row itself (ManagedBy).
+	pushed := kind == UserKind && tx.pushing()
+	if pushed {
+		names = append(names, "pushed_at")
+	}
 	row := "(" + placeholders(len(names)) + ")"
 	var owned []ownedRow
 	for start := 0; start < len(rs); start += insertRows {
@@ -315,6 +320,9 @@ func (tx *Tx) InsertMany(tenant int64, rs []*Resource) error {
 			r.Version, r.Created, r.LastModified = 1, tx.now, tx.now
 			args = append(args, tenant, r.ID, nullable(strings.ToLower(r.EntraID)), r.Version, formatTime(tx.now), formatTime(tx.now), enc.doc)
 			args = append(args, enc.values...)
+			if pushed {
+				args = append(args, formatTime(tx.now))
+			}
 			for _, a := range enc.rows {
 				owned = append(owned, ownedRow{id: r.ID, attrRow: a})
 			}
@@ -328,15 +336,6 @@ func (tx *Tx) InsertMany(tenant int64, rs []*Resource) error {
 			return Errorf(Conflict, "a new %s conflicts with one just stored (a userName or Entra object id taken)", kind)
 		}
 		if err != nil {
-			return err
-		}
-	}
-	if kind == UserKind && tx.pushing() {
-		ids := make([]string, len(rs))
-		for i, r := range rs {
-			ids[i] = r.ID
-		}
-		if err := tx.markPushed(tenant, ids); err != nil {
 			return err
 		}
 	}
@@ -462,7 +461,13 @@ func (tx *Tx) Update(tenant int64, r *Resource, ifVersion int64) (prior Prior, c
 		set = append(set, n+" = ?")
 	}
 	set = append(set, "entra_id = ?", "version = version + 1", "modified_at = ?", "doc = ?")
-	values := append(append([]any{}, enc.values...), nullable(strings.ToLower(r.EntraID)), formatTime(tx.now), enc.doc, tenant, r.ID)
+	values := append(append([]any{}, enc.values...), nullable(strings.ToLower(r.EntraID)), formatTime(tx.now), enc.doc)
+	if r.Kind == UserKind && tx.pushing() {
+		// The first push write marks the row (ManagedBy); later ones keep that time.
+		set = append(set, "pushed_at = COALESCE(pushed_at, ?)")
+		values = append(values, formatTime(tx.now))
+	}
+	values = append(values, tenant, r.ID)
 	_, err = tx.exec(`UPDATE `+ki.table+` SET `+strings.Join(set, ", ")+` WHERE tenant_id = ? AND id = ?`, values...)
 	if isUniqueViolation(err) {
 		return prior, false, tx.uniquenessError(tenant, r, err)
@@ -472,11 +477,6 @@ func (tx *Tx) Update(tenant int64, r *Resource, ifVersion int64) (prior Prior, c
 	}
 	tx.changed(tenant)
 	r.Version, r.Created, r.LastModified = cur.Version+1, parseTime(cur.CreatedAt), tx.now
-	if r.Kind == UserKind && tx.pushing() {
-		if err := tx.markPushed(tenant, []string{r.ID}); err != nil {
-			return prior, true, err
-		}
-	}
 	return prior, true, tx.reindex(tenant, r.Kind, r.ID, enc.rows)
 }
 
