@@ -341,6 +341,22 @@ func TestDemo(t *testing.T) {
 	if runs[len(runs)-1]["status"] != "succeeded" || runs[len(runs)-1]["trigger"] != "demo" {
 		t.Fatalf("demo runs: %v", runs)
 	}
+	// The printed ops key reads the activity and /metrics, as the lines
+	// the demo prints show.
+	for _, path := range []string{"/ops/v1/tenants/demo/activity?limit=5", "/metrics"} {
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+opsKey)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !strings.Contains(string(body), map[string]string{"/metrics": "entrasync_pull_runs_total"}[path]) ||
+			(path != "/metrics" && !strings.Contains(string(body), "Created ")) {
+			t.Fatalf("GET %s with the demo's ops key: %d %.300s", path, res.StatusCode, body)
+		}
+	}
 	if strings.Contains(errb.String(), token) || strings.Contains(errb.String(), opsKey) {
 		t.Fatal("a secret went to the log")
 	}
