@@ -132,3 +132,18 @@ func TestRecorderBounded(t *testing.T) {
 	none.Flush()
 	none.Close()
 }
+
+// TestRecorderCloseWrites: what is queued when a node shuts down is
+// written before Close returns.
+func TestRecorderCloseWrites(t *testing.T) {
+	h := newHarness(t, graphtest.Options{})
+	rec := NewRecorder(h.db, RecorderConfig{Flush: time.Hour, Batch: 1000})
+	for range 3 {
+		rec.Record(store.Activity{TenantID: h.tenant.ID, Channel: store.ChannelPush, Summary: "queued"})
+	}
+	rec.Close()
+	got, err := h.db.Activity(context.Background(), h.tenant.ID, store.ActivityQuery{})
+	if err != nil || len(got) != 3 || rec.Written() != 3 {
+		t.Fatalf("after Close: %d stored, %d written, %v", len(got), rec.Written(), err)
+	}
+}
