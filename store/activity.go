@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -151,12 +153,13 @@ func (db *DB) Activity(ctx context.Context, tenant int64, q ActivityQuery) ([]Ac
 		where = append(where, "failed")
 	}
 	if !q.Since.IsZero() {
-		where, args = append(where, "at >= ?"), append(args, formatTime(q.Since))
-	}
-	if q.User != "" {
-		// Either index answers its half; the union stays newest first.
-		where = append(where, "(resource_id = ? OR subject_fold = ?)")
-		args = append(args, q.User, strings.ToLower(q.User))
+		// The id bound stops a newest-first walk once past the time: the
+		// id of the tenant's first record from a little before it
+		// (activity_at). Records are numbered as they are stored, a
+		// moment after their time; sinceSlack covers that and clock skew
+		// between nodes.
+		where = append(where, "at >= ?", "id >= COALESCE((SELECT id FROM activity WHERE tenant_id = ? AND at >= ? ORDER BY tenant_id, at LIMIT 1), ?)")
+		args = append(args, formatTime(q.Since), tenant, formatTime(q.Since.Add(-sinceSlack)), int64(math.MaxInt64))
 	}
 	if q.Before > 0 {
 		where, args = append(where, "id < ?"), append(args, q.Before)
@@ -166,9 +169,23 @@ func (db *DB) Activity(ctx context.Context, tenant int64, q ActivityQuery) ([]Ac
 		where, args = append(where, "id > ?"), append(args, q.After)
 		order = "ASC"
 	}
-	args = append(args, limit)
-	var rows []activityRow
 	query := `SELECT ` + activityColumns + ` FROM activity WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id ` + order + ` LIMIT ?`
+	if q.User != "" {
+		// A user's records by either of two partial indexes (its id, its
+		// name), each walked only as far as a page: an OR would walk the
+		// tenant's whole activity instead. The <> '' terms let the planner
+		// use the partial indexes.
+		filters := strings.Join(where, " AND ")
+		half := func(col string) string {
+			return `SELECT id FROM (SELECT id FROM activity WHERE ` + filters + ` AND ` + col + ` = ? AND ` + col + ` <> '' ORDER BY id ` + order + ` LIMIT ?) AS by_` + col
+		}
+		query = `SELECT ` + activityColumns + ` FROM activity WHERE id IN (` + half("resource_id") + ` UNION ALL ` + half("subject_fold") +
+			`) ORDER BY id ` + order + ` LIMIT ?`
+		args = append(append(append(append(slices.Clone(args), q.User, limit), args...), strings.ToLower(q.User), limit), limit)
+	} else {
+		args = append(args, limit)
+	}
+	var rows []activityRow
 	if err := db.read.SelectContext(ctx, &rows, db.read.Rebind(query), args...); err != nil {
 		return nil, err
 	}
@@ -182,33 +199,48 @@ func (db *DB) Activity(ctx context.Context, tenant int64, q ActivityQuery) ([]Ac
 	return out, nil
 }
 
+// sinceSlack is how much later than its time a record may be stored
+// (the recorder's batching, a slow commit, clocks of nodes apart).
+const sinceSlack = 5 * time.Minute
+
 // pruneBatch bounds the records one pruning transaction deletes, so that
 // pruning a large backlog never holds the writer long.
 const pruneBatch = 5000
 
-// PruneActivity deletes records older than before, a bounded batch per
-// transaction, and returns how many it deleted.
+// PruneActivity deletes records older than before, tenant by tenant, a
+// bounded batch per transaction (activity_at), and returns how many it
+// deleted.
 func (db *DB) PruneActivity(ctx context.Context, before time.Time) (int64, error) {
+	var tenants []int64
+	if err := db.read.SelectContext(ctx, &tenants, `SELECT id FROM tenants ORDER BY id`); err != nil {
+		return 0, err
+	}
 	var total int64
-	for {
-		var n int64
-		err := db.Write(ctx, func(tx *Tx) error {
-			res, err := tx.exec(`DELETE FROM activity WHERE id IN (SELECT id FROM activity WHERE at < ? ORDER BY at LIMIT ?)`,
-				formatTime(before), pruneBatch)
-			if err != nil {
+	for _, tenant := range tenants {
+		for {
+			var n int64
+			err := db.Write(ctx, func(tx *Tx) error {
+				res, err := tx.exec(`DELETE FROM activity WHERE id IN
+					(SELECT id FROM activity WHERE tenant_id = ? AND at < ? ORDER BY tenant_id, at LIMIT ?)`, tenant, formatTime(before), pruneBatch)
+				if err != nil {
+					return err
+				}
+				n, err = res.RowsAffected()
 				return err
+			})
+			total += n
+			if err != nil {
+				return total, err
 			}
-			n, err = res.RowsAffected()
-			return err
-		})
-		total += n
-		if err != nil || n < pruneBatch {
-			return total, err
+			if n < pruneBatch {
+				break
+			}
 		}
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
 	}
+	return total, nil
 }
 
 // PushStats is what a tenant's SCIM requests since a time tell of its
@@ -228,9 +260,12 @@ func (db *DB) PushStats(ctx context.Context, tenant int64, since time.Time) (Pus
 		Requests int `db:"requests"`
 		Failed   int `db:"failed"`
 	}
+	// By the tenant's records since the time (activity_at); "|| ''" keeps
+	// the planner off the channel index, which would walk the tenant's
+	// whole history of pushes.
 	err := db.read.GetContext(ctx, &row, db.read.Rebind(`SELECT COUNT(*) AS requests, COALESCE(SUM(CASE WHEN failed THEN 1 ELSE 0 END), 0) AS failed
-		FROM activity WHERE tenant_id = ? AND channel = ? AND id >= COALESCE((SELECT MIN(id) FROM activity WHERE at >= ?), 0) AND at >= ?`),
-		tenant, ChannelPush, formatTime(since), formatTime(since))
+		FROM activity WHERE tenant_id = ? AND at >= ? AND channel || '' = ?`),
+		tenant, formatTime(since), ChannelPush)
 	if err != nil {
 		return s, err
 	}

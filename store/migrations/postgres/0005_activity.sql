@@ -24,4 +24,4 @@ CREATE INDEX activity_channel ON activity(tenant_id, channel, id);
 CREATE INDEX activity_failed ON activity(tenant_id, id) WHERE failed;
 CREATE INDEX activity_resource ON activity(tenant_id, resource_id, id) WHERE resource_id <> '';
 CREATE INDEX activity_subject ON activity(tenant_id, subject_fold, id) WHERE subject_fold <> '';
-CREATE INDEX activity_at ON activity(at);
+CREATE INDEX activity_at ON activity(tenant_id, at);

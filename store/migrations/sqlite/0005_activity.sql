@@ -27,5 +27,5 @@ CREATE INDEX activity_channel ON activity(tenant_id, channel, id);
 CREATE INDEX activity_failed ON activity(tenant_id, id) WHERE failed;
 CREATE INDEX activity_resource ON activity(tenant_id, resource_id, id) WHERE resource_id <> '';
 CREATE INDEX activity_subject ON activity(tenant_id, subject_fold, id) WHERE subject_fold <> '';
--- Pruning by age.
-CREATE INDEX activity_at ON activity(at);
+-- A tenant's records by time: since-filters, health figures, pruning.
+CREATE INDEX activity_at ON activity(tenant_id, at);
