@@ -195,7 +195,15 @@ func (db *DB) UsersPage(ctx context.Context, tenant int64, q UserQuery) ([]Resou
 		sb.WriteString(" AND ((" + rng("r.user_name_fold") + ") OR (" + rng("r.display_fold") + ") OR EXISTS (SELECT 1 FROM attrs a " +
 			"WHERE a.tenant_id = r.tenant_id AND a.resource = ? AND a.resource_id = r.id AND a.path IN (?, ?, ?) AND ")
 		args = append(args, tag, searchPaths[0], searchPaths[1], searchPaths[2])
-		sb.WriteString(rng("a.value_fold") + "))")
+		sb.WriteString(rng("a.value_fold"))
+		if db.dialect.name == postgresDialect.name {
+			// Without this fence PostgreSQL hashes the subquery, reading
+			// every matching index value of the tenant (a parallel scan of
+			// attrs) before the first user: 321 ms a page at 1,000,000
+			// users. Fenced, it probes attrs_owner for each user walked.
+			sb.WriteString(" OFFSET 0")
+		}
+		sb.WriteString("))")
 	}
 	if q.Group != "" && !byGroup {
 		sb.WriteString(" AND EXISTS (SELECT 1 FROM memberships g WHERE g.tenant_id = r.tenant_id AND g.group_id = ? AND g.member_id = r.id)")
