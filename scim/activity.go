@@ -1,6 +1,7 @@
 package scim
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -63,7 +64,7 @@ func noteRead(r *http.Request, ep *endpoint, res store.Resource) {
 	if ep.kind == store.GroupKind {
 		n.subject = res.Str("displayName")
 	}
-	n.summary = "Read " + strings.ToLower(string(ep.kind)) + " " + cmpOr(n.subject, res.ID)
+	n.summary = "Read " + strings.ToLower(string(ep.kind)) + " " + cmp.Or(n.subject, res.ID)
 }
 
 // noteList notes what a list or search answered.
@@ -78,13 +79,6 @@ func noteList(r *http.Request, ep *endpoint, filtered bool, found, total int) {
 	default:
 		n.summary = fmt.Sprintf("Listed %d of %d %s", found, total, what)
 	}
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // noteFailure notes why a request failed: the detail its client was told,

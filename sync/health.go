@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -88,7 +89,7 @@ func TenantHealth(ctx context.Context, db *store.DB, t store.Tenant, now time.Ti
 	case err != nil:
 		return h, err
 	default:
-		spec := cmpOrString(conn.Schedule, defaultSchedule, "@every 40m")
+		spec := cmp.Or(conn.Schedule, defaultSchedule, "@every 40m")
 		p := &PullHealth{Schedule: spec}
 		h.Pull = p
 		interval := scheduleInterval(spec, now)
@@ -172,13 +173,4 @@ func ago(now, t time.Time) string {
 		return fmt.Sprintf("%d hours", int(d/time.Hour))
 	}
 	return fmt.Sprintf("%d minutes", int(d/time.Minute))
-}
-
-func cmpOrString(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

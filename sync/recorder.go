@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	gosync "sync"
@@ -44,9 +45,9 @@ type RecorderConfig struct {
 
 // NewRecorder starts a Recorder writing to db. Close stops it.
 func NewRecorder(db *store.DB, c RecorderConfig) *Recorder {
-	c.Retention = cmpOr(c.Retention, 30*24*time.Hour)
-	c.Flush = cmpOr(c.Flush, 200*time.Millisecond)
-	c.Prune = cmpOr(c.Prune, 10*time.Minute)
+	c.Retention = cmp.Or(max(c.Retention, 0), 30*24*time.Hour)
+	c.Flush = cmp.Or(max(c.Flush, 0), 200*time.Millisecond) // a ticker takes no negative period
+	c.Prune = cmp.Or(max(c.Prune, 0), 10*time.Minute)
 	if c.Queue <= 0 {
 		c.Queue = 10_000
 	}
@@ -60,13 +61,6 @@ func NewRecorder(db *store.DB, c RecorderConfig) *Recorder {
 		flushes: make(chan chan struct{}), stop: make(chan struct{}), done: make(chan struct{}), now: time.Now}
 	go r.loop(c.Batch, c.Flush, c.Prune)
 	return r
-}
-
-func cmpOr(d, dflt time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return dflt
 }
 
 // Record queues a; it never blocks. A nil Recorder records nothing.
