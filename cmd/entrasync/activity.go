@@ -49,15 +49,11 @@ func showActivity(e *env, inv *invocation) error {
 	if o.every < 100*time.Millisecond {
 		return usagef("--follow-interval must be at least 100ms")
 	}
-	db, err := openReadOnly(e, inv.cfg)
+	db, t, err := openTenant(e, inv)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	t, err := tenantNamed(e, db, inv.args[0])
-	if err != nil {
-		return err
-	}
 	records, err := db.Activity(e.ctx, t.ID, q)
 	if err != nil {
 		return err

@@ -35,6 +35,21 @@ func tenantNamed(e *env, db *store.DB, name string) (store.Tenant, error) {
 	return t, err
 }
 
+// openTenant opens the database read-only and finds the tenant the
+// command's first argument names.
+func openTenant(e *env, inv *invocation) (*store.DB, store.Tenant, error) {
+	db, err := openReadOnly(e, inv.cfg)
+	if err != nil {
+		return nil, store.Tenant{}, err
+	}
+	t, err := tenantNamed(e, db, inv.args[0])
+	if err != nil {
+		db.Close()
+		return nil, store.Tenant{}, err
+	}
+	return db, t, nil
+}
+
 func status(e *env, inv *invocation) error {
 	db, err := openReadOnly(e, inv.cfg)
 	if err != nil {
@@ -128,15 +143,11 @@ func users(e *env, inv *invocation) error {
 	default:
 		return usagef("--active must be true or false, not %q", *o.active)
 	}
-	db, err := openReadOnly(e, inv.cfg)
+	db, t, err := openTenant(e, inv)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	t, err := tenantNamed(e, db, inv.args[0])
-	if err != nil {
-		return err
-	}
 	if q.Group != "" {
 		if _, err := db.Get(e.ctx, t.ID, store.GroupKind, q.Group); store.ErrorCode(err) == store.NotFound {
 			return fmt.Errorf("tenant %s has no group %q: give a group id, as `entrasync users` and the ops API show them", t.Name, q.Group)
@@ -186,15 +197,11 @@ func runs(e *env, inv *invocation) error {
 	if limit < 1 || limit > store.MaxPage {
 		return usagef("--limit must be from 1 to %d, not %d", store.MaxPage, limit)
 	}
-	db, err := openReadOnly(e, inv.cfg)
+	db, t, err := openTenant(e, inv)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	t, err := tenantNamed(e, db, inv.args[0])
-	if err != nil {
-		return err
-	}
 	list, err := db.Runs(e.ctx, t.Name, limit)
 	if err != nil {
 		return err
