@@ -133,10 +133,11 @@ func (svc *service) run(e *env, sched *sync.Scheduler) error {
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	})
 	mux.HandleFunc("GET /readyz", readyz(dependencies(db, w), log))
-	mux.Handle("/ops/", &opsapi.Handler{Worker: w, Log: log, TrustedProxies: cfg.TrustedProxies, DefaultSchedule: cfg.SyncSchedule})
+	ops := &opsapi.Handler{Worker: w, Log: log, TrustedProxies: cfg.TrustedProxies, DefaultSchedule: cfg.SyncSchedule}
+	mux.Handle("/ops/", ops)
 	// On the main listener, /metrics takes an ops key for every tenant;
 	// metrics_addr serves it openly, for a private network.
-	mux.Handle(metrics.Path, svc.metrics.Guarded(db, log, cfg.TrustedProxies))
+	mux.Handle(metrics.Path, ops.WithKey(metrics.Path, svc.metrics.ForKey()))
 	mux.Handle("/", srv.Handler())
 	httpSrv := &http.Server{
 		Handler:           srv.Front(mux), // /scim paths as sent: the mux would redirect uncleaned ones

@@ -25,6 +25,7 @@ import (
 	"github.com/entrasync/entrasync/store/pgtest"
 	"github.com/entrasync/entrasync/sync"
 	"github.com/entrasync/entrasync/sync/metrics"
+	"github.com/entrasync/entrasync/sync/opsapi"
 )
 
 const (
@@ -79,7 +80,8 @@ func newEnv(t *testing.T, c metrics.Config) *env {
 	c.DB = db
 	e.m = metrics.New(c)
 	mux := http.NewServeMux()
-	mux.Handle(metrics.Path, e.m.Guarded(db, nil, nil))
+	ops := &opsapi.Handler{Worker: &sync.Worker{DB: db}}
+	mux.Handle(metrics.Path, ops.WithKey(metrics.Path, e.m.ForKey()))
 	srv := scim.New(scim.Config{DB: db, PublicURL: "http://scim.test", Metrics: e.m})
 	mux.Handle("/", srv.Handler())
 	ts := httptest.NewServer(mux)
@@ -391,12 +393,12 @@ func TestNilMetrics(t *testing.T) {
 	if m.Registry() != nil {
 		t.Fatal("a nil Metrics has a registry")
 	}
-	for _, h := range []http.Handler{m.Open(), m.Guarded(nil, nil, nil)} {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", metrics.Path, nil))
-		if rec.Code != http.StatusNotFound {
-			t.Fatalf("nil metrics served %d", rec.Code)
-		}
+	rec := httptest.NewRecorder()
+	m.Open().ServeHTTP(rec, httptest.NewRequest("GET", metrics.Path, nil))
+	keyed := httptest.NewRecorder()
+	m.ForKey()(keyed, httptest.NewRequest("GET", metrics.Path, nil), store.OpsKey{})
+	if rec.Code != http.StatusNotFound || keyed.Code != http.StatusNotFound {
+		t.Fatalf("nil metrics served %d, %d", rec.Code, keyed.Code)
 	}
 }
 

@@ -55,11 +55,6 @@ const (
 
 // ServeHTTP authenticates the ops key and routes.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.once.Do(func() {
-		if h.failures == nil {
-			h.failures = ratelimit.New[string](failureRate, failureBurst)
-		}
-	})
 	h.logged(w, r, h.serve)
 }
 
@@ -70,12 +65,39 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, Document())
 		return
 	}
+	if who, r, ok := h.authenticate(w, r); ok {
+		h.route(w, r, who)
+	}
+}
+
+// WithKey serves next to requests that carry a valid ops key, checked,
+// limited and logged as the ops API's own requests are; next decides what
+// the key may see (/metrics: a key of every tenant).
+func (h *Handler) WithKey(route string, next func(w http.ResponseWriter, r *http.Request, key store.OpsKey)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.logged(w, r, func(w http.ResponseWriter, r *http.Request) {
+			opsRequestOf(r).route = route
+			if who, r, ok := h.authenticate(w, r); ok {
+				next(w, r, who)
+			}
+		})
+	})
+}
+
+// authenticate finds the request's ops key, or answers 401 (or 429 to an
+// address that failed too often) and reports false.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (store.OpsKey, *http.Request, bool) {
+	h.once.Do(func() {
+		if h.failures == nil {
+			h.failures = ratelimit.New[string](failureRate, failureBurst)
+		}
+	})
 	client := ratelimit.ClientAddr(r, h.TrustedProxies)
 	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(key) == "" {
 		h.refused(r, http.StatusUnauthorized, client, "none")
 		unauthorized(w, "send an ops key as \"Authorization: Bearer <key>\" (entrasync opskey create NAME)")
-		return
+		return store.OpsKey{}, r, false
 	}
 	// The key is checked first, so a valid key passes whatever others at
 	// its address tried; only failures count against the address, and only
@@ -84,21 +106,21 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if store.ErrorCode(err) != store.NotFound {
 			h.fail(w, r, err)
-			return
+			return store.OpsKey{}, r, false
 		}
 		if !h.failures.Allow(client) {
 			h.refused(r, http.StatusTooManyRequests, client, "unknown")
 			w.Header().Set("Retry-After", h.failures.RetryAfter(client))
 			writeError(w, http.StatusTooManyRequests, "too many failed ops-key attempts from this address; wait and send a valid key")
-			return
+			return store.OpsKey{}, r, false
 		}
 		h.refused(r, http.StatusUnauthorized, client, "unknown")
 		unauthorized(w, "the ops key is not valid or has been revoked")
-		return
+		return store.OpsKey{}, r, false
 	}
 	r = r.WithContext(context.WithValue(r.Context(), clientKey{}, client))
 	opsRequestOf(r).key = who.Name
-	h.route(w, r, who)
+	return who, r, true
 }
 
 // permit reports whether key may do what (which needs role need) on tenant, and

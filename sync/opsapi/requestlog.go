@@ -2,6 +2,7 @@ package opsapi
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -49,6 +50,10 @@ func (h *Handler) logged(w http.ResponseWriter, r *http.Request, serve func(http
 	if h.Log == nil || o.refused {
 		return
 	}
-	h.Log.Info("ops", "method", r.Method, "route", o.route, "status", o.status, "ops_key", o.key, "client", clientOf(r),
+	level := slog.LevelInfo
+	if o.status == http.StatusUnauthorized || o.status == http.StatusForbidden || o.status == http.StatusTooManyRequests {
+		level = slog.LevelWarn // a refusal a route's own check made
+	}
+	h.Log.Log(r.Context(), level, "ops", "method", r.Method, "route", o.route, "status", o.status, "ops_key", o.key, "client", clientOf(r),
 		"request_id", o.id, "ms", time.Since(start).Milliseconds())
 }
