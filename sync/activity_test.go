@@ -99,12 +99,10 @@ func TestRecorderBounded(t *testing.T) {
 	go h.db.Write(context.Background(), func(tx *store.Tx) error { close(held); <-hold; return nil })
 	<-held
 	rec := NewRecorder(h.db, RecorderConfig{Queue: 10, Batch: 5, Flush: time.Millisecond})
-	start := time.Now()
+	// Were Record to block on the full queue, this loop would never end:
+	// the writer is released only after it.
 	for range 200 {
 		rec.Record(store.Activity{TenantID: h.tenant.ID, Channel: store.ChannelPush, Summary: "x"})
-	}
-	if time.Since(start) > 5*time.Second {
-		t.Fatal("Record blocked")
 	}
 	close(hold)
 	rec.Flush()

@@ -343,18 +343,9 @@ func TestDemo(t *testing.T) {
 	}
 	// The printed ops key reads the activity and /metrics, as the lines
 	// the demo prints show.
-	for _, path := range []string{"/ops/v1/tenants/demo/activity?limit=5", "/metrics"} {
-		req, _ := http.NewRequest("GET", base+path, nil)
-		req.Header.Set("Authorization", "Bearer "+opsKey)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode != 200 || !strings.Contains(string(body), map[string]string{"/metrics": "entrasync_pull_runs_total"}[path]) ||
-			(path != "/metrics" && !strings.Contains(string(body), "Created ")) {
-			t.Fatalf("GET %s with the demo's ops key: %d %.300s", path, res.StatusCode, body)
+	for path, want := range map[string]string{"/ops/v1/tenants/demo/activity?limit=5": "Created ", "/metrics": "entrasync_pull_runs_total"} {
+		if status, body := httpGet(t, base+path, opsKey); status != 200 || !strings.Contains(body, want) {
+			t.Fatalf("GET %s with the demo's ops key: %d %.300s", path, status, body)
 		}
 	}
 	if strings.Contains(errb.String(), token) || strings.Contains(errb.String(), opsKey) {
