@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"github.com/entrasync/entrasync/scim"
 	"github.com/entrasync/entrasync/store"
 	"github.com/entrasync/entrasync/store/pgtest"
+	"github.com/entrasync/entrasync/sync"
+	"github.com/entrasync/entrasync/sync/metrics"
 )
 
 // benchUsers is the directory size the benchmarks run against: 100,000,
@@ -42,6 +45,8 @@ type fixture struct {
 	big    string   // group with benchUsers members
 	small  string   // group with 10 members
 	remove func() error
+	dsn    string         // the store's (a SQLite path, or a PostgreSQL URL)
+	served *sync.Recorder // f.srv's activity
 
 	smallToken string // a second tenant's, of 10,000 users (BenchmarkLargeTenant)
 }
@@ -61,6 +66,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	for kind, f := range fixtures {
 		f.srv.Close()
+		f.served.Close()
 		f.db.Close()
 		if err := f.remove(); err != nil {
 			fmt.Fprintf(os.Stderr, "remove the %s benchmark fixture: %v\n", kind, err)
@@ -79,6 +85,9 @@ func benchFixture(b *testing.B, kind string) *fixture {
 	dsn, remove := pgtest.KeptDSN(b, kind)
 	start := time.Now()
 	f, err := buildFixture(dsn)
+	if f != nil {
+		f.dsn = dsn
+	}
 	if err != nil {
 		if f != nil && f.db != nil {
 			f.db.Close()
@@ -158,6 +167,22 @@ func startSCIM(db *store.DB) *httptest.Server {
 	return srv
 }
 
+// startServed serves db's SCIM API as entrasync serve does by default,
+// over real HTTP: each request logged (info, text; here into io.Discard),
+// recorded as activity and counted in the metrics. The speed benchmarks
+// measure this, not the bare handler. Only the rate limit is off, as the
+// README's Performance section tells an operator of a trusted tenant.
+// The caller closes both.
+func startServed(db *store.DB) (*httptest.Server, *sync.Recorder) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rec := sync.NewRecorder(db, sync.RecorderConfig{Log: log})
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config.Handler = scim.New(scim.Config{DB: db, PublicURL: "http://" + srv.Listener.Addr().String(), Log: log,
+		Activity: rec, Metrics: metrics.New(metrics.Config{DB: db, Log: log})}).Handler()
+	srv.Start()
+	return srv, rec
+}
+
 // startSCIMHandler is db's SCIM API as a handler, for calls without HTTP.
 func startSCIMHandler(db *store.DB) http.Handler {
 	return scim.New(scim.Config{DB: db, PublicURL: "http://127.0.0.1"}).Handler()
@@ -204,7 +229,7 @@ func buildFixture(dsn string) (*fixture, error) {
 	if err != nil {
 		return f, err
 	}
-	f.srv = startSCIM(db)
+	f.srv, f.served = startServed(db)
 	return f, nil
 }
 

@@ -37,7 +37,8 @@ func BenchmarkEntraInitialCycle(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer db.Close()
-		srv := startSCIM(db)
+		srv, rec := startServed(db)
+		defer rec.Close()
 		defer srv.Close()
 		client := clientPool(entraInFlight)
 		defer client.CloseIdleConnections()

@@ -494,9 +494,10 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, ep *endpoint, id 
 			res := &store.Resource{Kind: ep.kind, ID: id, EntraID: cur.EntraID, Doc: doc}
 			cs = append(cs, sync.Change{Op: sync.Update, Resource: res, IfVersion: cur.Version})
 		}
+		name, _ := doc["displayName"].(string) // as this PATCH leaves it; its resource lock keeps it so
 		for _, m := range memberOps {
 			op := map[string]sync.Op{"add": sync.AddMembers, "remove": sync.RemoveMembers, "set": sync.SetMembers}[m.Kind]
-			cs = append(cs, sync.Change{Op: op, ID: id, Members: m.IDs})
+			cs = append(cs, sync.Change{Op: op, ID: id, Members: m.IDs, Subject: name})
 		}
 		_, effects, err := sync.ApplyTold(r.Context(), s.db, t.ID, cs)
 		noteWrite(r, ep, id, effects)

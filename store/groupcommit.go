@@ -70,6 +70,55 @@ func (db *DB) WriteAlone(ctx context.Context, fn func(tx *Tx) error) error {
 	return db.runWrite(ctx, fn, true)
 }
 
+// Slices of one large write share a transaction, on SQLite, while no
+// other write waits for the writer, up to these bounds: what a failure or
+// a crash leaves undone, and how long a reader's view goes without the
+// write's changes.
+const (
+	maxSlicesShared = 4
+	maxSlicesHold   = 200 * time.Millisecond
+)
+
+// WriteSlices runs fn(tx, 0) … fn(tx, n-1), the slices of a large write
+// (a pull's page), in transactions no other Write joins, and calls
+// committed after each commit. Each slice is sized so that a write
+// waiting behind it waits little. On SQLite, where every write waits for
+// the one writer, slices go on in one transaction while no other write
+// waits (up to maxSlicesShared, maxSlicesHold): a commit rewrites every
+// page its slices touched, so fewer commits write far less. A write that
+// comes waits for the slice running and its commit, as before. On
+// PostgreSQL each slice commits alone: a longer transaction would hold
+// its row locks longer, and writers do not queue there.
+//
+// A slice that fails rolls back the slices of its transaction with it;
+// WriteSlices returns how many slices were committed before.
+func (db *DB) WriteSlices(ctx context.Context, n int, fn func(tx *Tx, slice int) error, committed func()) (int, error) {
+	done := 0
+	for done < n {
+		end := done
+		err := db.runWrite(ctx, func(tx *Tx) error {
+			begun := time.Now()
+			for end = done; end < n; {
+				if err := fn(tx, end); err != nil {
+					return err
+				}
+				end++
+				if db.dialect.concurrentWrites || db.stats.waiting.Load() > 0 ||
+					end-done >= maxSlicesShared || time.Since(begun) >= maxSlicesHold {
+					break
+				}
+			}
+			return nil
+		}, true)
+		if err != nil {
+			return done, err
+		}
+		done = end
+		committed()
+	}
+	return done, nil
+}
+
 func (db *DB) runWrite(ctx context.Context, fn func(tx *Tx) error, alone bool) error {
 	if db.write == nil {
 		return Errorf(Unavailable, "the database was opened read-only")

@@ -155,3 +155,100 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestWriteSlices: on SQLite a large write's slices share a transaction
+// while no other write waits; a write that comes waits for the slice
+// running and its commit only, and the slices after it go on; a slice that
+// fails undoes the slices of its transaction and no others. On PostgreSQL
+// every slice commits alone.
+func TestWriteSlices(t *testing.T) {
+	stores := map[string]func(t *testing.T) string{
+		"sqlite":   func(t *testing.T) string { return filepath.Join(t.TempDir(), "slices.db") },
+		"postgres": func(t *testing.T) string { return PostgresForTest(t) },
+	}
+	for name, dsn := range stores {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			db, err := Open(ctx, dsn(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var tn Tenant
+			if err := db.Write(ctx, func(tx *Tx) (err error) { tn, err = tx.CreateTenant("slices"); return err }); err != nil {
+				t.Fatal(err)
+			}
+			insert := func(tx *Tx, userName string) error {
+				return tx.Insert(tn.ID, &Resource{Kind: UserKind, Doc: map[string]any{"userName": userName}})
+			}
+			users := func() int {
+				c, err := db.Counts(ctx, tn.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c.Users
+			}
+			shared := name == "sqlite"
+
+			// Nobody waits: three slices, one commit on SQLite.
+			commits := 0
+			done, err := db.WriteSlices(ctx, 3, func(tx *Tx, i int) error { return insert(tx, fmt.Sprintf("quiet%d@example.com", i)) },
+				func() { commits++ })
+			if err != nil || done != 3 || users() != 3 {
+				t.Fatalf("quiet: %d slices done, %d users: %v", done, users(), err)
+			}
+			if want := map[bool]int{true: 1, false: 3}[shared]; commits != want {
+				t.Errorf("quiet: %d commits, want %d", commits, want)
+			}
+
+			// A write comes during slice 0: it commits before slice 1 runs.
+			var order []string
+			other := make(chan error, 1)
+			commits = 0
+			done, err = db.WriteSlices(ctx, 3, func(tx *Tx, i int) error {
+				if i == 0 {
+					go func() {
+						other <- db.Write(ctx, func(tx *Tx) error { order = append(order, "other"); return insert(tx, "other@example.com") })
+					}()
+					for shared && db.WriteStats().Waiting == 0 {
+						time.Sleep(time.Millisecond) // SQLite: it waits for the writer
+					}
+					if !shared {
+						other <- <-other // PostgreSQL: it runs beside this transaction
+					}
+				}
+				order = append(order, fmt.Sprint("slice", i))
+				return insert(tx, fmt.Sprintf("busy%d@example.com", i))
+			}, func() { commits++ })
+			if err != nil || done != 3 {
+				t.Fatalf("busy: %d slices done: %v", done, err)
+			}
+			if err := <-other; err != nil {
+				t.Fatal(err)
+			}
+			if shared && (fmt.Sprint(order) != "[slice0 other slice1 slice2]" || commits != 2) {
+				t.Errorf("busy: ran %v in %d commits, want the other write right after slice 0, then 2 commits", order, commits)
+			}
+			if users() != 7 {
+				t.Errorf("busy: %d users, want 7", users())
+			}
+
+			// Slice 2 fails: on SQLite slices 0 to 2 shared a transaction and
+			// none is kept; on PostgreSQL slices 0 and 1 are.
+			commits = 0
+			done, err = db.WriteSlices(ctx, 4, func(tx *Tx, i int) error {
+				if i == 2 {
+					return insert(tx, "quiet0@example.com") // taken
+				}
+				return insert(tx, fmt.Sprintf("failed%d@example.com", i))
+			}, func() { commits++ })
+			if ErrorCode(err) != Conflict {
+				t.Fatalf("failed slice: %v, want a conflict", err)
+			}
+			want := map[bool]int{true: 0, false: 2}[shared]
+			if done != want || commits != want || users() != 7+want {
+				t.Errorf("failed slice: %d slices done in %d commits, %d users; want %d, %d, %d", done, commits, users(), want, want, 7+want)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -46,6 +47,14 @@ func (tx *Tx) memberKinds(tenant int64, groupID string, ids []string) (map[strin
 	kindOf := make(map[string]Kind, len(ids))
 	for _, part := range chunks(ids) {
 		for _, k := range []Kind{UserKind, GroupKind} {
+			if k == GroupKind {
+				// Only what is not a user can be a group: members are
+				// mostly users, and each query is a round trip.
+				part = slices.DeleteFunc(slices.Clone(part), func(id string) bool { _, user := kindOf[id]; return user })
+				if len(part) == 0 {
+					break
+				}
+			}
 			var found []string
 			// Key-share locked: a member found here cannot be deleted
 			// before this transaction commits, which would leave its

@@ -198,6 +198,10 @@ func startEffect(tx *store.Tx, tenant int64, ch *Change) (*Effect, error) {
 	case MarkSeen:
 		return nil, nil // counts nothing
 	}
+	if ch.Subject != "" && e.Kind == store.GroupKind {
+		e.Subject = ch.Subject // a query saved: each is a round trip on PostgreSQL
+		return e, nil
+	}
 	var err error
 	e.Subject, err = tx.Subject(tenant, e.Kind, e.ID)
 	return e, err
@@ -386,45 +390,45 @@ func sliceChanges(cs ChangeSet, bound int) []ChangeSet {
 	return out
 }
 
-// applySlices applies cs as consecutive transactions of at most bound rows
-// (sliceChanges); a change set under the bound is one transaction. A failure
-// leaves the slices before it committed: it returns their counts and how
-// many they are. Applying the same changes again (or a re-diff of the same
-// page) finds those done and applies the rest. Each slice records what it
-// changed as pull activity of run, in its own transaction: a slice
-// replayed records nothing. inTx, when set, runs in each slice's
-// transaction after its changes; an error from it rolls the slice back.
+// applySlices applies cs as consecutive slices of at most bound rows
+// (sliceChanges), committed alone or, while no other write waits, a few
+// together (store.WriteSlices); a change set under the bound is one
+// transaction. A failure leaves the transactions before it committed: it
+// returns their counts and how many slices they held. Applying the same
+// changes again (or a re-diff of the same page) finds those done and
+// applies the rest. Each slice records what it changed as pull activity
+// of run, in its transaction: a slice replayed records nothing. inTx,
+// when set, runs in each slice's transaction after its changes; an error
+// from it rolls the slice back.
 func applySlices(ctx context.Context, db *store.DB, tenant, run int64, cs ChangeSet, bound int,
 	inTx func(slice ChangeSet) error) (Counts, int, error) {
 	if err := prepare(cs); err != nil {
 		return Counts{}, 0, err
 	}
-	var total Counts
+	var total, uncommitted Counts
 	groups := map[string]*store.Resource{}
 	slices := sliceChanges(cs, bound)
-	for i, slice := range slices {
-		var counts Counts
-		// Alone: a SCIM write queued behind one slice commits before the next.
-		err := db.WriteAlone(ctx, func(tx *store.Tx) error {
-			var err error
-			var effects []Effect
-			if counts, err = applyTx(tx, tenant, slice, groups, &effects); err != nil {
-				return err
-			}
-			if err := tx.RecordActivity(pullActivity(tenant, run, tx.Now(), effects)); err != nil {
-				return err
-			}
-			if inTx != nil {
-				return inTx(slice)
-			}
-			return nil
-		})
+	done, err := db.WriteSlices(ctx, len(slices), func(tx *store.Tx, i int) error {
+		var effects []Effect
+		counts, err := applyTx(tx, tenant, slices[i], groups, &effects)
 		if err != nil {
-			return total, i, err
+			return err
 		}
-		total.Add(counts)
-	}
-	return total, len(slices), nil
+		if err := tx.RecordActivity(pullActivity(tenant, run, tx.Now(), effects)); err != nil {
+			return err
+		}
+		if inTx != nil {
+			if err := inTx(slices[i]); err != nil {
+				return err
+			}
+		}
+		uncommitted.Add(counts)
+		return nil
+	}, func() {
+		total.Add(uncommitted)
+		uncommitted = Counts{}
+	})
+	return total, done, err
 }
 
 // pullActivity is the activity record of each change a pull made.

@@ -36,6 +36,9 @@ type Change struct {
 	ID        string          // Delete: the resource; member changes: the group; LeaveGroups: the user
 	Members   []string        // member changes: user or group ids
 	Mark      int64           // MarkSeen, SweepMembers: the full pull's run id
+	// Subject, member changes: the group's displayName when the caller
+	// knows it, for the activity record; "": read in the transaction.
+	Subject string
 }
 
 // ChangeSet is an ordered list of changes applied all together or not at all.

@@ -714,10 +714,10 @@ func (r *runner) keep(plan Plan) {
 	r.aside = append(r.aside, plan.Aside...)
 }
 
-// applyChanges applies a pull's changes in transactions of at most
-// sliceRows rows, so that no write of another tenant waits behind a whole
-// page. It returns the counts of the slices committed and how many they
-// are, on failure too.
+// applyChanges applies a pull's changes in slices of at most sliceRows
+// rows, so that no write of another tenant waits behind a whole page (a
+// few slices share a transaction while no write waits). It returns the
+// counts of the slices committed and how many they are, on failure too.
 func (r *runner) applyChanges(ctx context.Context, cs ChangeSet) (Counts, int, error) {
 	var inTx func(ChangeSet) error
 	if r.w.inSlice != nil {
