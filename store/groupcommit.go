@@ -90,6 +90,11 @@ const (
 // PostgreSQL each slice commits alone: a longer transaction would hold
 // its row locks longer, and writers do not queue there.
 //
+// Measured (sync's BenchmarkPullBesideSCIM, SQLite, a SCIM create every
+// 10 ms beside a 20,000-user pull): the longest create 78-81 ms and a p99
+// wait of 25 ms, against 58-64 ms and 10 ms with a commit a slice; the
+// pull alone (BenchmarkInitialSync) 7-16 % faster.
+//
 // A slice that fails rolls back the slices of its transaction with it;
 // WriteSlices returns how many slices were committed before.
 func (db *DB) WriteSlices(ctx context.Context, n int, fn func(tx *Tx, slice int) error, committed func()) (int, error) {
