@@ -84,9 +84,10 @@ const (
 // committed after each commit. Each slice is sized so that a write
 // waiting behind it waits little. On SQLite, where every write waits for
 // the one writer, slices go on in one transaction while no other write
-// waits (up to maxSlicesShared, maxSlicesHold): a commit rewrites every
-// page its slices touched, so fewer commits write far less. A write that
-// comes waits for the slice running and its commit, as before. On
+// waits and the caller has not left (up to maxSlicesShared and
+// maxSlicesHold): a commit rewrites every page its slices touched, so
+// fewer commits write far less. A write that comes waits for the slice
+// running and its commit, as before. On
 // PostgreSQL each slice commits alone: a longer transaction would hold
 // its row locks longer, and writers do not queue there.
 //
@@ -108,7 +109,7 @@ func (db *DB) WriteSlices(ctx context.Context, n int, fn func(tx *Tx, slice int)
 					return err
 				}
 				end++
-				if db.dialect.concurrentWrites || db.stats.waiting.Load() > 0 ||
+				if db.dialect.concurrentWrites || db.stats.waiting.Load() > 0 || ctx.Err() != nil ||
 					end-done >= maxSlicesShared || time.Since(begun) >= maxSlicesHold {
 					break
 				}
