@@ -224,6 +224,12 @@ func createFloor(b *testing.B, f *fixture, kind string) *httptest.Server {
 	token := db.Rebind(`SELECT k.id FROM scim_tokens k JOIN tenants t ON t.id = k.tenant_id WHERE k.hash = ? AND k.revoked_at IS NULL`)
 	insert := db.Rebind(`INSERT INTO users (tenant_id, id, version, created_at, modified_at, doc, user_name, user_name_fold, active)
 		VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?)`)
+	b.Cleanup(func() {
+		// The fixture is shared by the benchmarks after this one.
+		if _, err := db.Exec(db.Rebind(`DELETE FROM users WHERE tenant_id = ? AND id LIKE 'floor-%'`), f.tenant.ID); err != nil {
+			b.Errorf("remove the floor's users: %v", err)
+		}
+	})
 	var n atomic.Int64
 	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sum := sha256.Sum256([]byte(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")))
