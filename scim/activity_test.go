@@ -50,13 +50,16 @@ func TestActivityInWords(t *testing.T) {
 		{"PATCH", "/Users/" + jane, patchOp(map[string]any{"op": "add", "path": "title", "value": "CEO"}), 200, "Updated jane@contoso.com: title"},
 		{"PATCH", "/Groups/" + sales, patchOp(map[string]any{"op": "Add", "path": "members", "value": []any{map[string]any{"value": jane}}}), 204, "Added 1 member to Sales"},
 		{"PATCH", "/Groups/" + sales, patchOp(map[string]any{"op": "Replace", "path": "displayName", "value": "Sales EMEA"}), 204, "Renamed group Sales to Sales EMEA"},
+		// The member change is told under the name the same PATCH gives.
+		{"PATCH", "/Groups/" + sales, patchOp(map[string]any{"op": "Replace", "path": "displayName", "value": "Sales DACH"},
+			map[string]any{"op": "Remove", "path": `members[value eq "` + jane + `"]`}), 204, "Renamed group Sales EMEA to Sales DACH; Removed 1 member from Sales DACH"},
 		{"POST", "/Users", map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": "JANE@contoso.com"}, 409,
 			`userName "JANE@contoso.com" is already taken`},
 		{"GET", "/Users?filter=mail+eq+%22jane.private@example.com%22", nil, 400, `unknown attribute "mail" in filter`},
 		{"PATCH", "/Users/" + jane, patchOp(map[string]any{"op": "remove", "path": `emails[value eq "jane.private@example.com"]`}), 200, "Updated jane@contoso.com: emails"},
 		{"PATCH", "/Users/" + jane, patchOp(map[string]any{"op": "replace", "path": "active", "value": "maybe"}), 400, ""},
 		{"GET", "/Users/" + strings.Repeat("0", 36), nil, 404, ""},
-		{"DELETE", "/Groups/" + sales, nil, 204, "Deleted group Sales EMEA"},
+		{"DELETE", "/Groups/" + sales, nil, 204, "Deleted group Sales DACH"},
 		{"DELETE", "/Users/" + jane, nil, 204, "Deleted jane@contoso.com"},
 	}
 	ids := map[string]step{}
