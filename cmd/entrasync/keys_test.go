@@ -59,8 +59,17 @@ func syncJSON(t *testing.T, p *pullEnv, args ...string) map[string]any {
 
 func opsPost(t *testing.T, url, key string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", url, nil)
-	req.Header.Set("Authorization", "Bearer "+key)
+	return bearerDo(t, "POST", url, key)
+}
+
+// bearerDo sends a request without a body, with key as its bearer token
+// (none when ""), and returns the answer's status and body.
+func bearerDo(t *testing.T, method, url, key string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

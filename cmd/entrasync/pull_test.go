@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand"
 	"net/http"
 	"path/filepath"
@@ -187,20 +186,11 @@ func TestOpsAPI(t *testing.T) {
 	mustRun(t, "tenant", "create", "unconnected", "--db", p.db)
 
 	s := startServeEnv(t, p)
-	call := func(method, path, token string) (int, map[string]any, []byte) {
-		req, _ := http.NewRequest(method, s.base+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		body, _ := io.ReadAll(res.Body)
+	call := func(method, path, token string) (int, map[string]any, string) {
+		code, body := bearerDo(t, method, s.base+path, token)
 		var m map[string]any
-		json.Unmarshal(body, &m)
-		return res.StatusCode, m, body
+		json.Unmarshal([]byte(body), &m)
+		return code, m, body
 	}
 	if code, _, _ := call("POST", "/ops/v1/tenants/acme/sync", ""); code != 401 {
 		t.Fatalf("no key: %d", code)

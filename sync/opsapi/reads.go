@@ -120,6 +120,16 @@ func (h *Handler) tenantOf(c *call) (store.Tenant, bool) {
 	return t, true
 }
 
+// paramsTenant answers 400 when the request's parameters did not parse
+// (bad), else finds the call's tenant as tenantOf does.
+func (h *Handler) paramsTenant(c *call, bad error) (store.Tenant, bool) {
+	if bad != nil {
+		writeError(c.w, http.StatusBadRequest, bad.Error())
+		return store.Tenant{}, false
+	}
+	return h.tenantOf(c)
+}
+
 func (h *Handler) tenants(c *call) {
 	p, err := parsePaging(c.r)
 	if err != nil {
@@ -233,11 +243,7 @@ func (h *Handler) users(c *call) {
 	if err == nil {
 		uq, err = userQuery(c.r)
 	}
-	if err != nil {
-		writeError(c.w, http.StatusBadRequest, err.Error())
-		return
-	}
-	t, ok := h.tenantOf(c)
+	t, ok := h.paramsTenant(c, err)
 	if !ok {
 		return
 	}
@@ -309,11 +315,7 @@ func (h *Handler) groups(c *call) {
 	if err == nil && len(search) > 256 {
 		err = fmt.Errorf("search is a prefix of at most 256 bytes")
 	}
-	if err != nil {
-		writeError(c.w, http.StatusBadRequest, err.Error())
-		return
-	}
-	t, ok := h.tenantOf(c)
+	t, ok := h.paramsTenant(c, err)
 	if !ok {
 		return
 	}
@@ -338,11 +340,7 @@ type Member struct {
 
 func (h *Handler) members(c *call) {
 	p, err := parsePaging(c.r)
-	if err != nil {
-		writeError(c.w, http.StatusBadRequest, err.Error())
-		return
-	}
-	t, ok := h.tenantOf(c)
+	t, ok := h.paramsTenant(c, err)
 	if !ok {
 		return
 	}
